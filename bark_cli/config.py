@@ -1,0 +1,213 @@
+"""Model shapes and Bark's constants, in one place.
+
+Field names follow the checkpoint's `config.json` and `generation_config.json` (bark-spec §1, §6,
+§9.4) so that reading a file is a plain copy. Defaults are `suno/bark-small`'s files; a value a
+file carries always wins over the default here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _from_dict(cls, data: dict[str, Any] | None):
+    """Build a dataclass from a JSON dict, keeping only the fields it knows (the Hub files hold
+    dozens of unrelated `GenerationConfig` keys) and leaving defaults where a key is absent or null."""
+    data = data or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+
+
+@dataclass
+class GPTConfig:
+    """A causal GPT: the semantic (text → semantic) or the coarse (semantic → 2 codebooks) stage."""
+
+    block_size: int = 1024
+    input_vocab_size: int = 129_600
+    output_vocab_size: int = 10_048
+    num_layers: int = 12
+    num_heads: int = 12
+    hidden_size: int = 768
+    dropout: float = 0.0
+    bias: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "GPTConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class FineConfig(GPTConfig):
+    """The non-causal fine stage: one embedding per codebook, one head per predicted codebook."""
+
+    input_vocab_size: int = 1056
+    output_vocab_size: int = 1056
+    n_codes_total: int = 8
+    n_codes_given: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "FineConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class CodecConfig:
+    """EnCodec 24 kHz, as `facebook/encodec_24khz`'s config.json names it (bark-spec §8.1)."""
+
+    sampling_rate: int = 24_000
+    audio_channels: int = 1
+    hidden_size: int = 128
+    num_filters: int = 32
+    num_residual_layers: int = 1
+    upsampling_ratios: list[int] = field(default_factory=lambda: [8, 5, 4, 2])
+    kernel_size: int = 7
+    last_kernel_size: int = 7
+    residual_kernel_size: int = 3
+    dilation_growth_rate: int = 2
+    use_causal_conv: bool = True
+    pad_mode: str = "reflect"
+    compress: int = 2
+    num_lstm_layers: int = 2
+    trim_right_ratio: float = 1.0
+    codebook_size: int = 1024
+    codebook_dim: int | None = None  # None means hidden_size, as in EnCodec
+    use_conv_shortcut: bool = True
+    norm_type: str = "weight_norm"
+    target_bandwidths: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0, 12.0, 24.0])
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "CodecConfig":
+        return _from_dict(cls, data)
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per code frame: the product of the upsampling ratios (320)."""
+        hop = 1
+        for ratio in self.upsampling_ratios:
+            hop *= ratio
+        return hop
+
+    @property
+    def frame_rate(self) -> int:
+        return -(-self.sampling_rate // self.hop_length)  # ceil, as EnCodec computes it
+
+    @property
+    def num_quantizers(self) -> int:
+        """Codebooks in the checkpoint: enough for the highest bandwidth (32 for 24 kHz)."""
+        bits_per_codebook = self.codebook_size.bit_length() - 1
+        return int(1000 * self.target_bandwidths[-1] // (self.frame_rate * bits_per_codebook))
+
+
+@dataclass
+class BarkConfig:
+    """The sub-model shapes of one checkpoint (its `config.json`)."""
+
+    semantic: GPTConfig = field(default_factory=GPTConfig)
+    coarse: GPTConfig = field(
+        default_factory=lambda: GPTConfig(input_vocab_size=12_096, output_vocab_size=12_096)
+    )
+    fine: FineConfig = field(default_factory=FineConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BarkConfig":
+        return cls(
+            semantic=GPTConfig.from_dict(data.get("semantic_config")),
+            coarse=GPTConfig.from_dict(
+                {"input_vocab_size": 12_096, "output_vocab_size": 12_096,
+                 **(data.get("coarse_acoustics_config") or {})}
+            ),
+            fine=FineConfig.from_dict(data.get("fine_acoustics_config")),
+            codec=CodecConfig.from_dict(data.get("codec_config")),
+        )
+
+
+@dataclass
+class GenerationConfig:
+    """Bark's token layout constants and default sampling settings (bark-spec §1, §9.4).
+
+    Constants come from `generation_config.json` where the file has them; the sampling
+    defaults follow Suno's pipeline: temperatures 0.7 / 0.7 / 0.5 and `min_eos_p` 0.2 (the Hub
+    file has no `min_eos_p`), top-k and top-p of the semantic and coarse stages from the file.
+    """
+
+    # shared
+    sample_rate: int = 24_000
+    codebook_size: int = 1024
+    # stage 1: text -> semantic
+    text_encoding_offset: int = 10_048
+    text_pad_token: int = 129_595
+    semantic_infer_token: int = 129_599
+    semantic_pad_token: int = 10_000  # also the stage-1 EOS id (bark-spec §12.1)
+    semantic_vocab_size: int = 10_000
+    max_input_semantic_length: int = 256
+    max_new_tokens: int = 768
+    semantic_rate_hz: float = 49.9
+    # stage 2: semantic -> coarse
+    coarse_semantic_pad_token: int = 12_048
+    coarse_infer_token: int = 12_050
+    coarse_rate_hz: int = 75
+    n_coarse_codebooks: int = 2
+    max_coarse_history: int = 630
+    max_coarse_input_length: int = 256
+    sliding_window_len: int = 60
+    # stage 3: coarse -> fine
+    n_fine_codebooks: int = 8
+    max_fine_history_length: int = 512
+    max_fine_input_length: int = 1024
+    # sampling defaults (0 temperature = greedy; None top-k/top-p = off)
+    semantic_temperature: float = 0.7
+    coarse_temperature: float = 0.7
+    fine_temperature: float = 0.5
+    semantic_top_k: int | None = 50
+    semantic_top_p: float | None = 1.0
+    coarse_top_k: int | None = 50
+    coarse_top_p: float | None = 1.0
+    # Neither Suno nor transformers filters the fine stage; a caller may still ask for it.
+    fine_top_k: int | None = None
+    fine_top_p: float | None = None
+    min_eos_p: float = 0.2
+
+    @property
+    def semantic_eos_token(self) -> int:
+        return self.semantic_pad_token
+
+    @property
+    def semantic_to_coarse_ratio(self) -> float:
+        """Flattened coarse tokens per semantic token: 75 / 49.9 * 2 = 3.006…"""
+        return self.coarse_rate_hz / self.semantic_rate_hz * self.n_coarse_codebooks
+
+    @property
+    def max_semantic_history(self) -> int:
+        """Semantic tokens of history the coarse stage keeps: floor(630 / 3.006) = 209."""
+        return int(self.max_coarse_history / self.semantic_to_coarse_ratio)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "GenerationConfig":
+        """Read a Hub `generation_config.json` (sections `semantic_config`,
+        `coarse_acoustics_config`, `fine_acoustics_config`)."""
+        data = data or {}
+        semantic = data.get("semantic_config") or {}
+        coarse = data.get("coarse_acoustics_config") or {}
+        fine = data.get("fine_acoustics_config") or {}
+        flat: dict[str, Any] = {}
+        for section in (fine, coarse, semantic):  # semantic last: its max_new_tokens is the one
+            flat.update({k: v for k, v in section.items() if v is not None})
+        for key in ("sample_rate", "codebook_size"):
+            if key in data:
+                flat[key] = data[key]
+        if semantic.get("eos_token_id") is not None:
+            flat["semantic_pad_token"] = semantic["eos_token_id"]
+        # Per-stage sampling fields share names across sections; prefix them by stage.
+        for prefix, section in (("semantic", semantic), ("coarse", coarse)):
+            for key in ("temperature", "top_k", "top_p"):
+                flat.pop(key, None)
+                if section.get(key) is not None:
+                    flat[f"{prefix}_{key}"] = section[key]
+        if fine.get("temperature") is not None:
+            flat["fine_temperature"] = fine["temperature"]
+        if semantic.get("min_eos_p") is not None:
+            flat["min_eos_p"] = semantic["min_eos_p"]
+        return _from_dict(cls, flat)

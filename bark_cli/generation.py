@@ -1,0 +1,308 @@
+"""Sampling and Bark's three token stages (bark-spec §3, §4, §5).
+
+Every stage takes a batch of items that share one voice. The semantic and coarse loops run the
+items in lockstep (an item that is done keeps stepping and its extra tokens are dropped, which
+cannot change its earlier tokens: attention is causal). The fine stage runs each item's own
+windows, so a short item never sees a longer item's frames. Under greedy decoding an item's
+tokens are therefore those of running it alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import GenerationConfig
+from .models.fine import FineGPT
+from .models.gpt import GPT
+from .presets import VoicePrompt
+
+Progress = Callable[[str, int, int], None]
+
+
+@contextlib.contextmanager
+def kv_cache(model: GPT, batch_size: int):
+    """A KV cache for one stage run, dropped afterwards (it holds up to block_size positions)."""
+    model.setup_cache(batch_size)
+    try:
+        yield
+    finally:
+        model.clear_cache()
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one stage picks tokens. Temperature 0 means greedy (argmax); top-k/top-p None = off."""
+
+    temperature: float
+    top_k: int | None = None
+    top_p: float | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+def _filter(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Mask all but the top-k logits, then all outside the top-p nucleus (the top one always stays)."""
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative > top_p
+        remove[..., 1:] = remove[..., :-1].clone()  # keep the entry that crosses top_p
+        remove[..., 0] = False
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), -math.inf)
+    return logits
+
+
+def distribution(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """The probabilities a stage draws from. Under greedy decoding: the softmax of the raw logits
+    (transformers computes Bark's EOS probability that way)."""
+    logits = logits.float()
+    if sampling.greedy:
+        return logits.softmax(-1)
+    return _filter(logits / sampling.temperature, sampling.top_k, sampling.top_p).softmax(-1)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row: argmax of probs / Exp(1) noise picks index i with probability probs[i],
+    without the host sync of torch.multinomial."""
+    noise = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / noise).argmax(-1)
+
+
+def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+    if sampling.greedy:
+        return logits.argmax(-1)
+    return draw(distribution(logits, sampling), generator)
+
+
+# --- stage 1: text -> semantic -------------------------------------------------------------
+
+
+def semantic_prefix(model: GPT, text_ids: Sequence[Sequence[int]], voice: VoicePrompt | None,
+                    config: GenerationConfig) -> torch.Tensor:
+    """Embeddings of Bark's merged context (bark-spec §3.1-3.2): text ids + offset right-padded
+    to 256, plus the last 256 history tokens at the same positions (a sum, not a concatenation),
+    then the infer token. Returns (B, 257, C)."""
+    device = model.lm_head.weight.device
+    length = config.max_input_semantic_length
+    text = torch.full((len(text_ids), length), config.text_pad_token, dtype=torch.long)
+    for row, ids in enumerate(text_ids):
+        ids = list(ids)[:length]
+        text[row, : len(ids)] = torch.tensor(ids, dtype=torch.long) + config.text_encoding_offset
+    history = torch.full((length,), config.semantic_pad_token, dtype=torch.long)
+    if voice is not None:
+        tail = torch.from_numpy(voice.semantic_prompt[-length:])
+        history[: len(tail)] = tail
+    infer = torch.full((len(text_ids), 1), config.semantic_infer_token, dtype=torch.long)
+    merged = model.embed(text.to(device)) + model.embed(history.to(device))[None]
+    return torch.cat([merged, model.embed(infer.to(device))], dim=1)
+
+
+def generate_semantic(
+    model: GPT,
+    text_ids: Sequence[Sequence[int]],
+    voice: VoicePrompt | None,
+    config: GenerationConfig,
+    sampling: Sampling,
+    min_eos_p: float | None,
+    max_new_tokens: int,
+    generator: torch.Generator | None = None,
+    progress: Progress | None = None,
+) -> list[np.ndarray]:
+    """Semantic tokens for each text, without the final EOS (int64 arrays)."""
+    batch = len(text_ids)
+    device = model.lm_head.weight.device
+    vocab, eos = config.semantic_vocab_size, config.semantic_eos_token
+    prefix = semantic_prefix(model, text_ids, voice, config)
+    # The last fed position is block_size - 1 (bark-spec §12.24).
+    max_new_tokens = min(max_new_tokens, model.config.block_size - prefix.shape[1] + 1)
+    with kv_cache(model, batch):
+        logits = model(embeds=prefix, start=0)[:, -1]
+        tokens = torch.zeros(batch, max(max_new_tokens, 0), dtype=torch.long, device=device)
+        lengths = torch.full((batch,), max(max_new_tokens, 0), dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        for step in range(max_new_tokens):
+            # Allowed: the semantic ids and EOS, which sits at index `vocab` of this view.
+            allowed = torch.cat([logits[:, :vocab], logits[:, eos : eos + 1]], dim=-1)
+            probs = None
+            if sampling.greedy:
+                token = allowed.argmax(-1)
+                if min_eos_p:
+                    probs = distribution(allowed, sampling)
+            else:
+                probs = distribution(allowed, sampling)
+                token = draw(probs, generator)
+            stop = token == vocab
+            if min_eos_p:
+                stop |= probs[:, vocab] > min_eos_p
+            lengths = torch.where(stop & ~done, step, lengths)
+            done |= stop
+            tokens[:, step] = token
+            if progress:
+                progress("semantic", step + 1, max_new_tokens)
+            # The one host sync per step: whether every item has stopped.
+            if step + 1 == max_new_tokens or bool(done.all()):
+                break
+            fed = torch.where(token == vocab, eos, token)
+            logits = model(ids=fed[:, None], start=prefix.shape[1] + step)[:, -1]
+    return [tokens[row, : int(lengths[row])].cpu().numpy() for row in range(batch)]
+
+
+# --- stage 2: semantic -> coarse -----------------------------------------------------------
+
+
+def coarse_history(voice: VoicePrompt | None, config: GenerationConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The voice's semantic and flattened coarse history, trimmed and aligned (bark-spec §4.1)."""
+    if voice is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ratio = config.semantic_to_coarse_ratio
+    semantic = voice.semantic_prompt
+    offsets = np.arange(config.n_coarse_codebooks)[:, None] * config.codebook_size
+    # (2, T) -> frame-major c0, c1, c0, c1, ... with codebook k at semantic_vocab_size + k * 1024
+    coarse = (voice.coarse_prompt + offsets).T.reshape(-1) + config.semantic_vocab_size
+    n_semantic = min(config.max_semantic_history, len(semantic) - len(semantic) % 2,
+                     int(math.floor(len(coarse) / ratio)))
+    n_coarse = int(round(n_semantic * ratio))
+    semantic = semantic[len(semantic) - n_semantic :]
+    coarse = coarse[len(coarse) - n_coarse :][:-2]  # drop one frame: Bark's time-alignment hack
+    return semantic, coarse
+
+
+def coarse_steps(n_semantic: int, config: GenerationConfig) -> int:
+    """Flattened coarse tokens for n semantic tokens: floor to whole frames (bark-spec §4.1)."""
+    frames = math.floor(n_semantic * config.semantic_to_coarse_ratio / config.n_coarse_codebooks)
+    return int(round(frames * config.n_coarse_codebooks))
+
+
+def generate_coarse(
+    model: GPT,
+    semantic: Sequence[np.ndarray],
+    voice: VoicePrompt | None,
+    config: GenerationConfig,
+    sampling: Sampling,
+    generator: torch.Generator | None = None,
+    progress: Progress | None = None,
+) -> list[np.ndarray]:
+    """The first two codebooks, (2, T) codes per item, in 60-token windows that re-read the
+    semantic context and the last 630 coarse tokens (bark-spec §4.1)."""
+    device = model.lm_head.weight.device
+    n_books, book_size = config.n_coarse_codebooks, config.codebook_size
+    ratio = config.semantic_to_coarse_ratio
+    semantic_history, history = coarse_history(voice, config)
+    steps = [coarse_steps(len(s), config) for s in semantic]
+    total = max(steps, default=0)
+    batch = len(semantic)
+    if total == 0:
+        return [np.zeros((n_books, 0), dtype=np.int64) for _ in semantic]
+
+    width = len(semantic_history) + max(len(s) for s in semantic)
+    semantic_all = torch.full((batch, width), config.coarse_semantic_pad_token, dtype=torch.long)
+    for row, tokens in enumerate(semantic):
+        joined = np.concatenate([semantic_history, tokens])
+        semantic_all[row, : len(joined)] = torch.from_numpy(joined)
+    n_history = len(history)
+    coarse = torch.zeros(batch, n_history + total, dtype=torch.long, device=device)
+    coarse[:, :n_history] = torch.from_numpy(history).to(device)
+    infer = torch.full((batch, 1), config.coarse_infer_token, dtype=torch.long, device=device)
+    window_len = config.max_coarse_input_length
+    with kv_cache(model, batch):
+        done = 0
+        while done < total:
+            # Semantic context: from up to 209 tokens before the current point, 256 long.
+            index = len(semantic_history) + int(round(done / ratio))
+            window = semantic_all[:, max(0, index - config.max_semantic_history) :][:, :window_len]
+            window = F.pad(window, (0, window_len - window.shape[1]), value=config.coarse_semantic_pad_token)
+            recent = coarse[:, max(0, n_history + done - config.max_coarse_history) : n_history + done]
+            prompt = torch.cat([window.to(device), infer, recent], dim=1)
+            logits = model(ids=prompt, start=0)[:, -1]
+            position = prompt.shape[1]
+            for step in range(min(config.sliding_window_len, total - done)):
+                # Steps alternate codebooks; each may only emit its own 1024 ids (as original Bark).
+                low = config.semantic_vocab_size + (done % n_books) * book_size
+                token = sample(logits[:, low : low + book_size], sampling, generator) + low
+                coarse[:, n_history + done] = token
+                done += 1
+                if done < total and step + 1 < config.sliding_window_len:
+                    logits = model(ids=token[:, None], start=position)[:, -1]
+                    position += 1
+            if progress:
+                progress("coarse", done, total)
+
+    offsets = torch.arange(n_books, device=device)[:, None] * book_size + config.semantic_vocab_size
+    result = []
+    for row, n in enumerate(steps):
+        codes = coarse[row, n_history : n_history + n].view(-1, n_books).T - offsets  # (2, T)
+        result.append(codes.cpu().numpy())
+    return result
+
+
+# --- stage 3: coarse -> fine ---------------------------------------------------------------
+
+
+def generate_fine(
+    model: FineGPT,
+    coarse: Sequence[np.ndarray],
+    voice: VoicePrompt | None,
+    config: GenerationConfig,
+    sampling: Sampling,
+    generator: torch.Generator | None = None,
+    progress: Progress | None = None,
+) -> list[np.ndarray]:
+    """All eight codebooks, (8, T) per item: codebooks 2..7 predicted in turn over 1024-frame
+    windows with a 512-frame stride, after up to 512 frames of the voice's history (bark-spec §5.1)."""
+    device = model.position_embeds_layer.weight.device
+    n_books, book_size = config.n_fine_codebooks, config.codebook_size
+    window, stride = config.max_fine_input_length, config.max_fine_history_length
+    history = np.zeros((n_books, 0), dtype=np.int64)
+    if voice is not None:
+        history = voice.fine_prompt[:, -stride:]
+    n_history = history.shape[1]
+
+    buffers, plans = [], []
+    for codes in coarse:
+        n_given, frames = codes.shape
+        padded = np.full((n_books, frames), book_size, dtype=np.int64)  # 1024 = "not known yet"
+        padded[:n_given] = codes
+        full = np.concatenate([history, padded], axis=1)
+        if full.shape[1] < window:
+            full = np.pad(full, ((0, 0), (0, window - full.shape[1])), constant_values=book_size)
+        buffers.append(torch.from_numpy(full.T.copy()).to(device))  # (L, 8)
+        n_loops = max(0, math.ceil((frames - (window - n_history)) / stride)) + 1
+        plans.append(n_loops)
+    n_given = coarse[0].shape[0] if coarse else config.n_coarse_codebooks
+
+    total = max(plans, default=0)
+    for loop in range(total):
+        active = [i for i, n in enumerate(plans) if loop < n]
+        starts, fills = [], []
+        for i in active:
+            length = buffers[i].shape[0]
+            starts.append(min(loop * stride, length - window))
+            fills.append(min(n_history + loop * stride, length - stride))
+        batch = torch.stack([buffers[i][s : s + window] for i, s in zip(active, starts)])  # (b, 1024, 8)
+        keep = torch.stack([torch.arange(window, device=device) >= f - s for s, f in zip(starts, fills)])
+        for book in range(n_given, n_books):
+            logits = model(book, batch)[:, :, :book_size]
+            predicted = sample(logits, sampling, generator)
+            # Write in place so the next codebook is conditioned on this one's predictions.
+            batch[:, :, book] = torch.where(keep, predicted, batch[:, :, book])
+        for j, i in enumerate(active):
+            rel = fills[j] - starts[j]
+            buffers[i][fills[j] : fills[j] + window - rel, n_given:] = batch[j, rel:, n_given:]
+        if progress:
+            progress("fine", loop + 1, total)
+    return [
+        buffers[i][n_history : n_history + codes.shape[1]].T.cpu().numpy()
+        for i, codes in enumerate(coarse)
+    ]

@@ -1,0 +1,1 @@
+"""Bark's networks: the causal GPT (semantic, coarse), the fine transformer, the EnCodec decoder."""

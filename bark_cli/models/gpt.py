@@ -1,0 +1,157 @@
+"""Bark's causal GPT (the semantic and coarse stages), with a preallocated KV cache.
+
+Module and parameter names are transformers' `BarkCausalModel` names, so a Hub state dict loads
+without renaming (bark-spec §6.1, §7.1). Attention runs through PyTorch's
+`scaled_dot_product_attention`, which picks flash or memory-efficient kernels where it can.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import GPTConfig
+
+# Which SDPA kernels attention may use; None lets PyTorch choose (bark-cli's "auto").
+SDPA_BACKENDS = {
+    "auto": None,
+    "sdpa": None,
+    "flash": [torch.nn.attention.SDPBackend.FLASH_ATTENTION],
+    "math": [torch.nn.attention.SDPBackend.MATH],
+}
+
+
+class KVCache(nn.Module):
+    """Keys and values of every position so far, in buffers allocated once per run.
+
+    `update` writes new positions in place; the caller says how many positions are valid, so
+    shapes never change between steps and nothing is allocated in the decode loop.
+    """
+
+    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype, device):
+        super().__init__()
+        shape = (batch_size, num_heads, max_len, head_dim)
+        # Never read past what was written, so no need to zero.
+        self.register_buffer("k", torch.empty(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.empty(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, causal: bool):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.hidden_size // config.num_heads
+        self.causal = causal
+        self.att_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.att_proj(x).split(width, dim=2)
+        # (B, T, C) -> (B, H, T, D)
+        q, k, v = (t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        if self.kv_cache is not None:
+            k, v = self.kv_cache.update(start, k, v)
+        # A prefill from position 0 needs the causal mask; a step appended to the cache may see
+        # every cached position, so it needs none. Prefill after cached positions is not used.
+        is_causal = self.causal and length > 1
+        if is_causal and start != 0:
+            raise ValueError("a multi-token step must start at position 0")
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+        y = y.transpose(1, 2).reshape(batch, length, width)  # (B, H, T, D) -> (B, T, C)
+        return self.out_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.in_proj = nn.Linear(config.hidden_size, 4 * config.hidden_size, bias=config.bias)
+        self.out_proj = nn.Linear(4 * config.hidden_size, config.hidden_size, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(F.gelu(self.in_proj(x)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block. The fine model's LayerNorms always carry a bias, even
+    when its linears do not (bark-spec §6.2)."""
+
+    def __init__(self, config: GPTConfig, causal: bool, layernorm_bias: bool):
+        super().__init__()
+        self.layernorm_1 = nn.LayerNorm(config.hidden_size, bias=layernorm_bias)
+        self.attn = SelfAttention(config, causal)
+        self.layernorm_2 = nn.LayerNorm(config.hidden_size, bias=layernorm_bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.layernorm_1(x), start)
+        return x + self.mlp(self.layernorm_2(x))
+
+
+class GPT(nn.Module):
+    """Causal GPT: token + learned position embeddings, blocks, final LayerNorm, LM head."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.input_embeds_layer = nn.Embedding(config.input_vocab_size, config.hidden_size)
+        self.position_embeds_layer = nn.Embedding(config.block_size, config.hidden_size)
+        self.layers = nn.ModuleList(
+            [Block(config, causal=True, layernorm_bias=config.bias) for _ in range(config.num_layers)]
+        )
+        self.layernorm_final = nn.LayerNorm(config.hidden_size, bias=config.bias)
+        self.lm_head = nn.Linear(config.hidden_size, config.output_vocab_size, bias=False)
+        self.cache_batch_size = 0
+
+    def setup_cache(self, batch_size: int) -> None:
+        """Allocate a KV cache for `batch_size` rows of `block_size` positions, unless one exists.
+        A stage sets it up and clears it when done, so the model is cache-free between runs."""
+        if self.cache_batch_size == batch_size:
+            return
+        weight = self.lm_head.weight
+        head_dim = self.config.hidden_size // self.config.num_heads
+        for block in self.layers:
+            block.attn.kv_cache = KVCache(
+                batch_size, self.config.num_heads, self.config.block_size, head_dim, weight.dtype, weight.device
+            )
+        self.cache_batch_size = batch_size
+
+    def clear_cache(self) -> None:
+        for block in self.layers:
+            block.attn.kv_cache = None
+        self.cache_batch_size = 0
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.input_embeds_layer(ids)
+
+    def forward(
+        self,
+        ids: torch.Tensor | None = None,
+        embeds: torch.Tensor | None = None,
+        start: int = 0,
+        all_logits: bool = False,
+    ) -> torch.Tensor:
+        """Logits for `ids` (B, T) or ready `embeds` (B, T, C) placed at positions start..start+T-1.
+
+        Only the last position goes through the LM head unless `all_logits`: generation never
+        reads the others. Returns (B, 1 or T, output_vocab_size).
+        """
+        x = self.embed(ids) if embeds is None else embeds
+        length = x.shape[1]
+        if start + length > self.config.block_size:
+            raise ValueError(f"positions up to {start + length} exceed block size {self.config.block_size}")
+        positions = torch.arange(start, start + length, device=x.device)
+        x = x + self.position_embeds_layer(positions)
+        for block in self.layers:
+            x = block(x, start)
+        if not all_logits:
+            x = x[:, -1:]
+        return self.lm_head(self.layernorm_final(x))

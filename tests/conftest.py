@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network: huggingface_hub answers from its cache or fails fast.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from tiny_bark import SHARED_REASON, shared_available, write_tiny_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random suno/bark-style model folder (safetensors, Hub layout, real vocabulary and
+    the real voice prompts as speaker_embeddings/)."""
+    if not shared_available():
+        pytest.skip(SHARED_REASON)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-bark"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def hf_tiny(tiny_checkpoint):
+    """transformers' own BarkModel on the very same files: the reference oracle."""
+    from transformers import BarkModel
+
+    return BarkModel.from_pretrained(tiny_checkpoint).eval()

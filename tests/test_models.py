@@ -1,0 +1,91 @@
+"""Per-stage logits against transformers' Bark sub-models on the same weights (float32, 1e-5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bark_cli import checkpoint
+
+TOL = dict(rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def ours(tiny_checkpoint):
+    return checkpoint.load_weights(tiny_checkpoint)
+
+
+def max_diff(a, b):
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("stage,vocab", [("semantic", 129_600), ("coarse", 12_096)])
+def test_causal_logits_match_transformers(ours, hf_tiny, stage, vocab):
+    model = getattr(ours, stage)
+    reference = hf_tiny.semantic if stage == "semantic" else hf_tiny.coarse_acoustics
+    ids = torch.randint(0, vocab, (2, 300), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(input_ids=ids, use_cache=False).logits
+        got = model(ids=ids, all_logits=True)
+    torch.testing.assert_close(got, expected, **TOL)
+    print(f"{stage}: max |logit diff| = {max_diff(got, expected):.2e}")
+
+
+def test_semantic_merged_prefix_matches_transformers(ours, hf_tiny):
+    """The first semantic step: summed text + history embeddings, then the infer token."""
+    from bark_cli.generation import semantic_prefix
+    from bark_cli.presets import validate_voice
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    voice = validate_voice({
+        "semantic_prompt": rng.integers(0, 10_000, 300),
+        "coarse_prompt": rng.integers(0, 1024, (2, 451)),
+        "fine_prompt": rng.integers(0, 1024, (8, 451)),
+    })
+    text = [[31178, 11356, 119]]
+    cfg = ours.generation
+    with torch.no_grad():
+        embeds = semantic_prefix(ours.semantic, text, voice, cfg)
+        got = ours.semantic(embeds=embeds, all_logits=True)
+        ids = torch.full((1, 256), cfg.text_pad_token)
+        ids[0, :3] = torch.tensor(text[0]) + cfg.text_encoding_offset
+        history = torch.from_numpy(voice.semantic_prompt[-256:])[None]
+        emb = hf_tiny.semantic.input_embeds_layer
+        ref_embeds = torch.cat([emb(ids) + emb(history), emb(torch.tensor([[cfg.semantic_infer_token]]))], 1)
+        expected = hf_tiny.semantic(inputs_embeds=ref_embeds, use_cache=False).logits
+    torch.testing.assert_close(got, expected, **TOL)
+
+
+@pytest.mark.parametrize("stage,vocab", [("semantic", 129_600), ("coarse", 12_096)])
+def test_kv_cache_decode_equals_full_forward(ours, stage, vocab):
+    """Prefill + one-token steps through the preallocated cache give the full pass's logits."""
+    model = getattr(ours, stage)
+    ids = torch.randint(0, vocab, (2, 40), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(ids=ids, all_logits=True)
+        model.setup_cache(2)
+        steps = [model(ids=ids[:, :30], start=0)]
+        for pos in range(30, 40):
+            steps.append(model(ids=ids[:, pos : pos + 1], start=pos))
+        model.clear_cache()
+    torch.testing.assert_close(torch.cat(steps, 1), full[:, 29:], **TOL)
+
+
+def test_fine_logits_match_transformers(ours, hf_tiny):
+    codes = torch.randint(0, 1056, (2, 1024, 8), generator=torch.Generator().manual_seed(3))
+    worst = 0.0
+    with torch.no_grad():
+        for book in range(1, 8):
+            expected = hf_tiny.fine_acoustics(book, codes).logits
+            got = ours.fine(book, codes)
+            torch.testing.assert_close(got, expected, **TOL)
+            worst = max(worst, max_diff(got, expected))
+    print(f"fine: max |logit diff| = {worst:.2e}")
+
+
+def test_fine_heads_are_tied_to_embeddings(ours):
+    fine = ours.fine
+    for i, head in enumerate(fine.lm_heads):
+        assert head.weight.data_ptr() == fine.input_embeds_layers[i + 1].weight.data_ptr()
+    assert fine.input_embeds_layers[0].weight.data_ptr() not in {h.weight.data_ptr() for h in fine.lm_heads}
