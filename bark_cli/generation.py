@@ -119,8 +119,11 @@ def generate_semantic(
     max_new_tokens: int,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    allow_early_stop: bool = True,
 ) -> list[np.ndarray]:
-    """Semantic tokens for each text, without the final EOS (int64 arrays)."""
+    """Semantic tokens for each text, without the final EOS (int64 arrays). With
+    `allow_early_stop` off, EOS is never chosen and every item runs `max_new_tokens` steps
+    (benchmarks need exact counts)."""
     batch = len(text_ids)
     device = model.lm_head.weight.device
     vocab, eos = config.semantic_vocab_size, config.semantic_eos_token
@@ -135,6 +138,8 @@ def generate_semantic(
         for step in range(max_new_tokens):
             # Allowed: the semantic ids and EOS, which sits at index `vocab` of this view.
             allowed = torch.cat([logits[:, :vocab], logits[:, eos : eos + 1]], dim=-1)
+            if not allow_early_stop:
+                allowed = allowed[:, :vocab]
             probs = None
             if sampling.greedy:
                 token = allowed.argmax(-1)
@@ -144,7 +149,7 @@ def generate_semantic(
                 probs = distribution(allowed, sampling)
                 token = draw(probs, generator)
             stop = token == vocab
-            if min_eos_p:
+            if min_eos_p and allow_early_stop:
                 stop |= probs[:, vocab] > min_eos_p
             lengths = torch.where(stop & ~done, step, lengths)
             done |= stop
@@ -217,23 +222,35 @@ def generate_coarse(
     infer = torch.full((batch, 1), config.coarse_infer_token, dtype=torch.long, device=device)
     window_len = config.max_coarse_input_length
     with kv_cache(model, batch):
-        done = 0
+        done, cached_starts, position = 0, None, 0
         while done < total:
             # Semantic context: from up to 209 tokens before the current point, 256 long.
             index = len(semantic_history) + int(round(done / ratio))
-            window = semantic_all[:, max(0, index - config.max_semantic_history) :][:, :window_len]
-            window = F.pad(window, (0, window_len - window.shape[1]), value=config.coarse_semantic_pad_token)
-            recent = coarse[:, max(0, n_history + done - config.max_coarse_history) : n_history + done]
-            prompt = torch.cat([window.to(device), infer, recent], dim=1)
-            logits = model(ids=prompt, start=0)[:, -1]
-            position = prompt.shape[1]
-            for step in range(min(config.sliding_window_len, total - done)):
+            semantic_start = max(0, index - config.max_semantic_history)
+            history_start = max(0, n_history + done - config.max_coarse_history)
+            if cached_starts == (semantic_start, history_start):
+                # Same semantic window and history start: this window's prompt is the cached
+                # sequence plus the last sampled token, so one step replaces a full prefill.
+                logits = model(ids=coarse[:, n_history + done - 1 : n_history + done], start=position)[:, -1]
+                position += 1
+            else:
+                window = semantic_all[:, semantic_start : semantic_start + window_len]
+                window = F.pad(window, (0, window_len - window.shape[1]), value=config.coarse_semantic_pad_token)
+                recent = coarse[:, history_start : n_history + done]
+                prompt = torch.cat([window.to(device), infer, recent], dim=1)
+                logits = model(ids=prompt, start=0)[:, -1]
+                position = prompt.shape[1]
+                cached_starts = (semantic_start, history_start)
+            steps_here = min(config.sliding_window_len, total - done)
+            if position + steps_here > model.config.block_size:
+                cached_starts = None  # no room to keep extending: the next window prefills
+            for step in range(steps_here):
                 # Steps alternate codebooks; each may only emit its own 1024 ids (as original Bark).
                 low = config.semantic_vocab_size + (done % n_books) * book_size
                 token = sample(logits[:, low : low + book_size], sampling, generator) + low
                 coarse[:, n_history + done] = token
                 done += 1
-                if done < total and step + 1 < config.sliding_window_len:
+                if step + 1 < steps_here:
                     logits = model(ids=token[:, None], start=position)[:, -1]
                     position += 1
             if progress:

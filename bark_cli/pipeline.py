@@ -243,12 +243,14 @@ class Bark:
         min_eos_p: float | None = None,
         max_semantic_tokens: int | None = None,
         truncate: bool = False,
+        allow_early_stop: bool = True,
         progress: Progress | None = None,
     ) -> list[Generation]:
         """Speak several texts with one voice, as one batch through every stage.
 
         Temperatures of 0 mean greedy decoding; `min_eos_p` 0 turns off the early stop on
         EOS probability; `seed` makes sampling repeatable on the same device and dtype.
+        `allow_early_stop=False` holds EOS off, so exactly `max_semantic_tokens` are made.
         """
         if not texts:
             return []
@@ -272,7 +274,7 @@ class Bark:
             with self._on_device(w.semantic):
                 semantic = generation.generate_semantic(
                     w.semantic, [ids for ids, _ in tokenized], voice_prompt, cfg, stages["semantic"],
-                    min_eos_p, max_tokens, generator, progress)
+                    min_eos_p, max_tokens, generator, progress, allow_early_stop)
             self._sync()
             seconds["semantic"] = time.perf_counter() - start
 

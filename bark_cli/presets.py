@@ -3,11 +3,20 @@
 A voice is three integer arrays (bark-spec §10.1): `semantic_prompt` (S,) with semantic ids,
 `coarse_prompt` (2, T) and `fine_prompt` (8, T) with EnCodec codes. Real presets store them as
 int64, int32 or uint16; we always hand int64 on.
+
+A `--voice` resolves in this order: an existing `.npz` path, a voice of the user's own (kept in
+`user_voices_dir()`, `BARK_VOICES_DIR` overrides), then a preset named in the model repo's
+speaker_embeddings_path.json (Suno's library, `suno_catalog()`), fetched into the Hugging Face
+cache on first use.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -17,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .config import GenerationConfig
-from .errors import PresetError
+from .errors import OutputError, PresetError
 
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
 
@@ -119,6 +128,127 @@ def save_voice(voice: VoicePrompt, path: str | os.PathLike) -> Path:
     return path
 
 
+# --- the Suno voice library -------------------------------------------------------------------
+
+# Suno's library (bark-spec §10.2): `announcer`, and ten speakers per language in two
+# generations, `{lang}_speaker_{n}` (v1) and `v2/{lang}_speaker_{n}`. presets/suno.json holds the
+# same list as a file (catalog_json); a test keeps the two equal.
+SUNO_LANGUAGES = {
+    "en": "English", "de": "German", "es": "Spanish", "fr": "French", "hi": "Hindi",
+    "it": "Italian", "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese",
+    "ru": "Russian", "tr": "Turkish", "zh": "Chinese",
+}
+SPEAKERS_PER_LANGUAGE = 10
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A Suno preset: its name (as speaker_embeddings_path.json keys it) and language code."""
+
+    name: str
+    language: str
+
+
+def suno_catalog() -> list[CatalogEntry]:
+    """The 261 Suno presets: announcer (English), then v2 and v1 speakers per language."""
+    entries = [CatalogEntry("announcer", "en")]
+    for prefix in ("v2/", ""):
+        for lang in SUNO_LANGUAGES:
+            entries += [CatalogEntry(f"{prefix}{lang}_speaker_{n}", lang) for n in range(SPEAKERS_PER_LANGUAGE)]
+    return entries
+
+
+def catalog_json() -> str:
+    """The catalog as presets/suno.json stores it."""
+    rows = ",\n".join(f'    {{"name": "{e.name}", "language": "{e.language}"}}' for e in suno_catalog())
+    return (
+        "{\n"
+        '  "source": "https://github.com/suno-ai/bark/tree/main/bark/assets/prompts (MIT, Suno, Inc)",\n'
+        f'  "languages": {json.dumps(SUNO_LANGUAGES)},\n'
+        f'  "presets": [\n{rows}\n  ]\n'
+        "}\n"
+    )
+
+
+def is_suno_name(name: str) -> bool:
+    return name in {e.name for e in suno_catalog()}
+
+
+# --- the user's own voices --------------------------------------------------------------------
+
+VOICES_DIR_ENV = "BARK_VOICES_DIR"
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def user_voices_dir() -> Path:
+    """Where `bark presets add` keeps voices: $BARK_VOICES_DIR, else the platform's user data
+    folder (~/.local/share/bark-cli/voices on Linux, ~/Library/Application Support/bark-cli/voices
+    on macOS, %LOCALAPPDATA%\\bark-cli\\voices on Windows)."""
+    if os.environ.get(VOICES_DIR_ENV):
+        return Path(os.environ[VOICES_DIR_ENV]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "bark-cli" / "voices"
+
+
+def check_user_name(name: str) -> str:
+    """A user voice name: letters, digits, `_.-`, no path parts, and not a Suno name."""
+    if not _USER_NAME.fullmatch(name) or name.lower().endswith(".npz"):
+        raise PresetError(
+            f"{name!r} is not a usable voice name",
+            "use letters, digits, '_', '.' or '-' (at most 64, no .npz ending)",
+        )
+    if is_suno_name(name):
+        raise PresetError(f"{name} is a Suno preset name", "pick another name for your voice")
+    return name
+
+
+def user_voice_path(name: str) -> Path | None:
+    """The file of a user voice, or None when there is no such voice."""
+    if not _USER_NAME.fullmatch(name):
+        return None
+    path = user_voices_dir() / f"{name}.npz"
+    return path if path.is_file() else None
+
+
+def list_user_voices() -> list[tuple[str, Path]]:
+    folder = user_voices_dir()
+    if not folder.is_dir():
+        return []
+    return [(p.stem, p) for p in sorted(folder.glob("*.npz")) if _USER_NAME.fullmatch(p.stem)]
+
+
+def add_user_voice(file: str | os.PathLike, name: str | None = None, overwrite: bool = False) -> Path:
+    """Validate a voice `.npz` and store it under `name` (default: the file's stem)."""
+    voice = load_voice_file(file)
+    name = check_user_name(name if name is not None else Path(file).stem)
+    target = user_voices_dir() / f"{name}.npz"
+    if target.exists() and not overwrite:
+        raise PresetError(f"you already have a voice named {name}", "pass --overwrite to replace it, or remove it first")
+    try:
+        return save_voice(voice, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", f"check {VOICES_DIR_ENV} or the folder's permissions") from None
+
+
+def remove_user_voice(name: str) -> Path:
+    path = user_voice_path(name)
+    if path is None:
+        if is_suno_name(name):
+            raise PresetError(f"{name} is a Suno preset", "only your own voices (`bark presets list`) can be removed")
+        raise PresetError(f"you have no voice named {name!r}", _suggest(name, [n for n, _ in list_user_voices()]))
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot remove {path}: {exc.strerror or exc}", "check the folder's permissions") from None
+    return path
+
+
 # --- finding a voice by name ------------------------------------------------------------------
 
 VOICE_MAP_FILE = "speaker_embeddings_path.json"
@@ -128,13 +258,16 @@ def read_voice_map(model_folder: Path | None) -> dict[str, dict[str, str]]:
     """The model's preset map (name -> the three .npy paths), as transformers' BarkProcessor reads it."""
     if model_folder is None or not (Path(model_folder) / VOICE_MAP_FILE).is_file():
         return {}
-    import json
-
     try:
         data = json.loads((Path(model_folder) / VOICE_MAP_FILE).read_text())
     except ValueError as exc:
         raise PresetError(f"cannot read {VOICE_MAP_FILE}: {exc}", "re-download the model") from None
     return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def default_voice_files(name: str) -> dict[str, str]:
+    """Where the Hub's Bark repos keep a preset's arrays (used when the map is not at hand)."""
+    return {key: f"speaker_embeddings/{name}_{key}.npy" for key in PROMPT_KEYS}
 
 
 def _fetch_voice_file(rel: str, model_folder: Path | None, model_id: str | None, revision: str | None) -> Path:
@@ -156,15 +289,44 @@ def _fetch_voice_file(rel: str, model_folder: Path | None, model_id: str | None,
         raise PresetError(f"cannot download voice file {rel}: {exc}", "check the network") from None
 
 
+def voice_map_folder(model: str | os.PathLike, revision: str | None = None) -> Path:
+    """The folder holding a model's speaker_embeddings_path.json, without fetching its weights:
+    a local model folder itself, or the Hub snapshot folder (the map alone is fetched if needed)."""
+    if Path(model).expanduser().is_dir():
+        return Path(model).expanduser()
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(model), VOICE_MAP_FILE, revision=revision)).parent
+    except LocalEntryNotFoundError:
+        raise PresetError(
+            f"the voice list of {model} is not cached and downloads are off",
+            f"run `bark models download {model}` once online, or unset HF_HUB_OFFLINE",
+        ) from None
+    except (EntryNotFoundError, HFValidationError, OSError) as exc:
+        raise PresetError(f"cannot get the voice list of {model}: {exc}", "check --model and the network") from None
+
+
+def preset_files(name: str, model_folder: Path | None, model_id: str | None = None,
+                 revision: str | None = None) -> dict[str, Path]:
+    """The three .npy files of a named preset, fetched into the Hub cache on first use."""
+    entry = read_voice_map(model_folder).get(name)
+    if entry is None:
+        known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder)) + [n for n, _ in list_user_voices()]
+        raise PresetError(f"unknown voice {name!r}", _suggest(name, known, "or give a .npz path"))
+    return {key: _fetch_voice_file(entry[key], model_folder, model_id, revision) for key in PROMPT_KEYS}
+
+
 def load_preset(name: str, model_folder: Path | None, model_id: str | None = None,
                 revision: str | None = None) -> VoicePrompt:
     """A named Suno preset through the model's speaker_embeddings_path.json."""
-    entry = read_voice_map(model_folder).get(name)
-    if entry is None:
-        raise PresetError(f"unknown voice {name!r}", "see `bark presets list`, or give a .npz path")
+    return _read_preset(name, preset_files(name, model_folder, model_id, revision))
+
+
+def _read_preset(name: str, files: Mapping[str, Path]) -> VoicePrompt:
     arrays = {}
-    for key in PROMPT_KEYS:
-        path = _fetch_voice_file(entry[key], model_folder, model_id, revision)
+    for key, path in files.items():
         try:
             arrays[key] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -172,9 +334,112 @@ def load_preset(name: str, model_folder: Path | None, model_id: str | None = Non
     return validate_voice(arrays, source=f"voice {name}")
 
 
+@dataclass(frozen=True)
+class FoundVoice:
+    """A resolved `--voice`: the prompt, where it came from ("file", "user" or "suno"), its files."""
+
+    prompt: VoicePrompt
+    source: str
+    files: tuple[Path, ...]
+
+
+def find_local_voice(spec: str) -> FoundVoice | None:
+    """A voice that needs no model: an existing `.npz` path, then a user voice name. None when
+    `spec` can only be a preset name."""
+    path = Path(spec).expanduser()
+    if spec.endswith(".npz") or path.is_file():
+        return FoundVoice(load_voice_file(path), "file", (path,))
+    user = user_voice_path(spec)
+    if user is not None:
+        return FoundVoice(load_voice_file(user), "user", (user,))
+    return None
+
+
+def find_voice(spec: str, model_folder: Path | None = None, model_id: str | None = None,
+               revision: str | None = None) -> FoundVoice:
+    """Resolve `--voice`: a `.npz` path, else a user voice, else a preset of the model."""
+    found = find_local_voice(spec)
+    if found is not None:
+        return found
+    files = preset_files(spec, model_folder, model_id, revision)
+    return FoundVoice(_read_preset(spec, files), "suno", tuple(files.values()))
+
+
+def find_model_voice(spec: str, model: str | os.PathLike, revision: str | None = None) -> FoundVoice:
+    """`find_voice` for a model named by Hub id or folder, without its weights: only the voice
+    map and the preset's own files are fetched (for `bark presets show`)."""
+    found = find_local_voice(spec)
+    if found is not None:
+        return found
+    if not is_suno_name(spec) and not Path(model).expanduser().is_dir():
+        preset_files(spec, None)  # a Hub repo's map holds Suno's names only: unknown, with suggestions
+    return find_voice(spec, voice_map_folder(model, revision), str(model), revision)
+
+
 def resolve_voice(spec: str, model_folder: Path | None = None, model_id: str | None = None,
                   revision: str | None = None) -> VoicePrompt:
-    """A voice from a `.npz` path or a preset name."""
-    if spec.endswith(".npz") or Path(spec).expanduser().is_file():
-        return load_voice_file(Path(spec).expanduser())
-    return load_preset(spec, model_folder, model_id, revision)
+    """A voice from a `.npz` path, a user voice name or a preset name (in that order)."""
+    return find_voice(spec, model_folder, model_id, revision).prompt
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoiceEntry:
+    """One row of `bark presets list`."""
+
+    name: str
+    language: str | None  # None for user voices
+    source: str  # "suno" or "user"
+    on_disk: bool  # the arrays are on this machine (no download needed)
+    path: Path | None = None  # a user voice's file
+
+
+def suno_on_disk(model: str | os.PathLike, revision: str | None = None) -> dict[str, bool]:
+    """Which Suno presets have all three arrays on disk for `model` (a folder or a Hub id):
+    in the folder, or in the Hugging Face cache. Never touches the network."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        voice_map = read_voice_map(folder)
+
+        def exists(rel: str) -> bool:
+            return (folder / rel).is_file()
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        def cached(rel: str) -> str | None:
+            try:
+                hit = try_to_load_from_cache(str(model), rel, revision=revision)
+            except ValueError:  # not a valid repo id (HFValidationError)
+                return None
+            return hit if isinstance(hit, str) else None
+
+        def exists(rel: str) -> bool:
+            return cached(rel) is not None
+
+        map_file = cached(VOICE_MAP_FILE)
+        voice_map = read_voice_map(Path(map_file).parent) if map_file else {}
+    return {
+        e.name: all(exists(rel) for rel in (voice_map.get(e.name) or default_voice_files(e.name)).values())
+        for e in suno_catalog()
+    }
+
+
+def list_voices(model: str | os.PathLike, revision: str | None = None, language: str | None = None) -> list[VoiceEntry]:
+    """Suno's library (with whether each is on disk for `model`), then the user's voices.
+    With `language`, only Suno presets of that language."""
+    if language is not None and language not in SUNO_LANGUAGES:
+        raise PresetError(f"no voices for language {language!r}", f"use one of {', '.join(SUNO_LANGUAGES)}")
+    on_disk = suno_on_disk(model, revision)
+    entries = [VoiceEntry(e.name, e.language, "suno", on_disk[e.name]) for e in suno_catalog()
+               if language is None or e.language == language]
+    if language is None:
+        entries += [VoiceEntry(name, None, "user", True, path) for name, path in list_user_voices()]
+    return entries
+
+
+def _suggest(name: str, known: list[str], tail: str = "") -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return hint + "see `bark presets list`" + (f", {tail}" if tail else "")

@@ -8,7 +8,8 @@ accents kept, no [CLS]/[SEP].
 
 The splitter cuts long text into pieces Bark can speak in one call (about 13 s). It never drops,
 adds or reorders text: each piece is a slice of the whitespace-normalised input, and neighbouring
-pieces were separated there by one space or, between CJK characters, by nothing.
+pieces were separated there by one space, or by nothing where the text had no space (beside a CJK
+character).
 """
 
 from __future__ import annotations
@@ -150,7 +151,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}", "download the tokenizer files again") from exc
+        raise CheckpointError(
+            f"cannot read {path}: {exc}", "download the tokenizer files again"
+        ) from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not a JSON object", "download the tokenizer files again")
     return data
@@ -216,9 +219,14 @@ DEFAULT_MAX_CHARS = 220
 # Extra weight per character, on top of 1: a CJK ideograph is ~1 spoken syllable of Mandarin
 # (~4.5 a second, so ~55 fit in 13 s), a Hangul block ~1 syllable (~6 a second), a kana 1 mora
 # (~7.5 a second). Ranges are BERT's "Chinese character" ranges, the ones split one per token.
-_CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf\U0002f800-\U0002fa1f"
+_CJK_CLASS = (
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\U00020000-\U0002a6df\U0002a700-\U0002ceaf\U0002f800-\U0002fa1f"
+)
 _CJK = re.compile(f"[{_CJK_CLASS}]")
-_WEIGHTED = ((_CJK, 3), (re.compile("[\uac00-\ud7a3]"), 2), (re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9d]"), 1))
+_HANGUL = re.compile("[\uac00-\ud7a3]")
+_KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9d]")
+_WEIGHTED = ((_CJK, 3), (_HANGUL, 2), (_KANA, 1))
 
 
 def spoken_length(text: str) -> int:
@@ -234,6 +242,8 @@ _WORD = re.compile(r"(?:\[[^\[\]\n]{0,32}\]|[^ \[]|\[)+")
 _HAS_WORD_CHAR = re.compile(r"\w")
 _CJK_BREAK_AFTER = "。！？；｡，、："  # a CJK text may continue after these without a space
 _MAY_SPLIT_WORD = re.compile(f"[{_CJK_CLASS}{_CJK_BREAK_AFTER}]")
+_ATTACH_LEFT = ("Pe", "Pf", "Po", "Pd")  # closing, final, other punctuation and dashes
+_ATTACH_RIGHT = ("Ps", "Pi")  # opening and initial punctuation
 _CLOSERS = "\"'”’»›)]}」』）】〕〉》"
 _OPENERS = "\"'“‘«‹([{「『（【〔〈《"
 _SENTENCE_END = "。！？；｡.!?…‼⁇⁈⁉"
@@ -245,10 +255,11 @@ _ABBREVIATIONS = frozenset(
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)+")  # J. / U.S. / e.g.
 
 # Boundary kinds and what breaking there costs (a new segment costs 1, a badly filled one up to
-# 1 more). Inside a ♪ lyric every break is dearer than anywhere outside, so lyrics stay whole.
+# 1 more). Inside a ♪ lyric every break costs 8 more, dearer than any break outside, so a lyric
+# is only broken when it alone is over a limit.
 _LINE, _SENTENCE, _CLAUSE, _WORDGAP = 0, 1, 2, 3
 _COST = {_LINE: 0.0, _SENTENCE: 0.0, _CLAUSE: 2.0, _WORDGAP: 6.0}
-_LYRIC_COST = {_SENTENCE: 3.0, _CLAUSE: 4.0, _WORDGAP: 7.0}
+_LYRIC_COST = {kind: cost + 8.0 for kind, cost in _COST.items()}
 
 
 def split_text(
@@ -271,9 +282,11 @@ def split_text(
     Cues (`[laughter]`, `[sighs]`, ...) and `♪` marks stay glued to the words beside them (to the
     sentence they open or close), and a `♪ ... ♪` lyric (or a line from a `♪` to its end) is
     broken only when it alone exceeds a limit. A single word over a limit, such as a 300-letter
-    word, is kept whole as its own segment, even when it has more than `max_tokens` tokens: the
-    pipeline then keeps its first 256 tokens and warns, as Suno does. Joining the segments with a
-    space (nothing between CJK characters) gives back `normalize_whitespace(text)`.
+    word, is kept whole as its own segment, even when it has more than `max_tokens` tokens (a
+    long run of digits and punctuation without spaces can): cutting it would change what is
+    said, so the caller, which sees the count, warns or refuses (Suno would keep the first 256
+    tokens). Joining the segments with a space (nothing where the text had none, between CJK
+    characters) gives back `normalize_whitespace(text)`.
 
     Runs in O(words × words per segment); 5 000 words take well under a second.
     """
@@ -294,7 +307,8 @@ def split_text(
     if count_tokens is not None:
         cache: dict[str, int] = {}
         tokens = [cache[a] if a in cache else cache.setdefault(a, count_tokens(a)) for a in atoms]
-    ranges = _best_breaks([spoken_length(a) for a in atoms], joiners, costs, tokens, max_chars, max_tokens)
+    lengths = [spoken_length(a) for a in atoms]
+    ranges = _best_breaks(lengths, joiners, costs, tokens, max_chars, max_tokens)
     if count_tokens is not None:
         # Token counts were added up atom by atom; exact for BERT (atoms are cut where BERT cuts
         # words), only an estimate for other counters, so check and halve what overflows.
@@ -319,8 +333,8 @@ def _units(word: str) -> list[str]:
         a, b = word[p - 1], word[p]
         if not (_CJK.match(a) or _CJK.match(b) or a in _CJK_BREAK_AFTER) or p in in_cue:
             continue
-        if unicodedata.category(b) in ("Pe", "Pf", "Po", "Pd") or unicodedata.category(a) in ("Ps", "Pi"):
-            continue
+        if unicodedata.category(b) in _ATTACH_LEFT or unicodedata.category(a) in _ATTACH_RIGHT:
+            continue  # "好，" and "「你" stay together
         pieces.append(word[start:p])
         start = p
     pieces.append(word[start:])
@@ -359,18 +373,24 @@ def _atoms(text: str) -> tuple[list[str], list[str], list[float]]:
     for line in text.splitlines():
         notes = 0  # ♪ seen so far on this line; odd = inside a lyric
         first_of_line = True
+        closed_lyric = False  # the last unit closed a ♪ lyric: a sentence end
         for word in _WORD.findall(normalize_whitespace(line)):
             for n, unit in enumerate(_units(word)):
                 if units:
                     joiners.append(" " if n == 0 else "")
-                    kinds.append(_LINE if first_of_line else _kind_after(units[-1]))
+                    if first_of_line:
+                        kinds.append(_LINE)
+                    else:
+                        kinds.append(_SENTENCE if closed_lyric else _kind_after(units[-1]))
                     lyric.append(notes % 2 == 1 and not first_of_line)
                 else:
                     joiners.append("")
                     kinds.append(_LINE)
                     lyric.append(False)
                 first_of_line = False
+                was_open = notes % 2 == 1
                 notes += unit.count("♪")
+                closed_lyric = was_open and notes % 2 == 0
                 units.append(unit)
 
     # Glue each cue / ♪ / bare-punctuation unit to a neighbour: forward when it opens a sentence

@@ -33,7 +33,7 @@ def _need_reference() -> None:
     for path in (TOKENIZER_DIR / "vocab.txt", TOKENIZER_DIR / "tokenizer.json",
                  HF_CONFIGS / "bark-tokenizer_config.json", HF_CONFIGS / "bark-special_tokens_map.json"):
         if not path.is_file():
-            pytest.skip(f"reference tokenizer file {path} is absent (needs the shared/ checkout beside the repo)")
+            pytest.skip(f"reference tokenizer file {path} is absent (needs shared/ beside the repo)")
 
 
 def _folder(tmp: Path, *, tokenizer_json: bool, vocab: bool, config: dict | None = None) -> Path:
@@ -81,6 +81,7 @@ def ours_vocab(folders) -> TextTokenizer:
 @pytest.fixture(scope="module")
 def legacy():
     _need_reference()
+    pytest.importorskip("transformers", reason="transformers is the test oracle (pip install -e '.[test]')")
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
     return BertTokenizerLegacy(
@@ -91,11 +92,13 @@ def legacy():
 @pytest.fixture(scope="module")
 def fast():
     _need_reference()
+    pytest.importorskip("transformers", reason="transformers is the test oracle (pip install -e '.[test]')")
     from transformers import BertTokenizer, BertTokenizerFast
 
     assert BertTokenizer is BertTokenizerFast  # transformers 5: one Rust-backed class
     return BertTokenizer(
-        vocab=str(TOKENIZER_DIR / "vocab.txt"), do_lower_case=False, tokenize_chinese_chars=True, strip_accents=None
+        vocab=str(TOKENIZER_DIR / "vocab.txt"),
+        do_lower_case=False, tokenize_chinese_chars=True, strip_accents=None,
     )
 
 
@@ -134,7 +137,9 @@ def _fragment(rng: random.Random) -> str:
     if kind == 4:
         return _pick_run(rng, 0x4E00, 0x9FA5, 8)  # CJK ideographs
     if kind == 5:
-        return rng.choice(_JAPANESE) if rng.random() < 0.5 else _pick_run(rng, 0x3041, 0x3096, 6) + _pick_run(rng, 0x30A1, 0x30FA, 4)
+        if rng.random() < 0.5:
+            return rng.choice(_JAPANESE)
+        return _pick_run(rng, 0x3041, 0x3096, 6) + _pick_run(rng, 0x30A1, 0x30FA, 4)  # kana
     if kind == 6:
         word = rng.choice(_KOREAN) if rng.random() < 0.6 else _pick_run(rng, 0xAC00, 0xD7A3, 4)
         return unicodedata.normalize("NFD", word) if rng.random() < 0.2 else word  # NFD: conjoining jamo
@@ -156,8 +161,9 @@ def _fragment(rng: random.Random) -> str:
         return "".join(rng.choice(_PUNCT) for _ in range(rng.randint(1, 3)))
     if kind == 14:
         return rng.choice(_CONTROL)
-    if kind == 15:  # rarer: a word over WordPiece's 100-character limit, CJK compatibility, Ext. E
-        return rng.choice(("x" * 120, "supercalifragilistic" * 6, "\uf900\uf901", "a\U0002B820b", "\U0002B91F"))
+    if kind == 15:  # a word over WordPiece's 100-character limit, CJK compatibility forms, CJK Ext. E
+        return rng.choice(("x" * 120, "supercalifragilistic" * 6, "\uf900\uf901", "\U0002B740\U0002B920")
+                          + ("a\U0002B820b",) * (rng.random() < 0.05))
     return rng.choice(_SPACES)
 
 
@@ -182,6 +188,14 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def _rust_gap(text: str) -> bool:
+    """Characters the Rust normaliser forgets to space out (see test_cjk_extension_e_gap)."""
+    return any(0x2B820 <= ord(c) <= 0x2B91F for c in text)
+
+
+FAST_LINES = [line for line in LINES if not _rust_gap(line)]
+
+
 # ----------------------------------------------------------------------------------------------
 # Agreement with the oracles
 
@@ -195,27 +209,29 @@ def test_corpus_is_varied():
 
 
 def test_matches_slow_bert_tokenizer(ours, legacy):
-    mismatches = [
-        (line, got, want)
-        for line in LINES
-        if (got := ours.encode(line)) != (want := legacy.encode(normalize_whitespace(line), add_special_tokens=False))
-    ]
+    mismatches = []
+    for line in LINES:
+        got, want = ours.encode(line), legacy.encode(normalize_whitespace(line), add_special_tokens=False)
+        if got != want:
+            mismatches.append((line, got, want))
     assert not mismatches[:5], f"{len(mismatches)} lines differ"
 
 
 def test_matches_fast_bert_tokenizer(ours, fast):
-    for line in LINES:
+    assert len(FAST_LINES) > 1000
+    for line in FAST_LINES:
         want = fast.encode(_nfc(normalize_whitespace(line)), add_special_tokens=False)
         assert ours.encode(line) == want, repr(line)
 
 
 def test_matches_auto_tokenizer_from_hub_files(ours, folders):
     """AutoTokenizer reads tokenizer.json and tokenizer_config.json, as HF's BarkProcessor does."""
+    pytest.importorskip("transformers", reason="transformers is the test oracle (pip install -e '.[test]')")
     from transformers import AutoTokenizer
 
     auto = AutoTokenizer.from_pretrained(str(folders["json"]))
     assert auto.do_lower_case is False
-    for line in LINES[:300]:
+    for line in FAST_LINES[:300]:
         assert ours.encode(line) == auto.encode(_nfc(normalize_whitespace(line)), add_special_tokens=False)
 
 
@@ -261,13 +277,16 @@ def test_literal_special_token_text_behaves_like_suno(ours, legacy):
 
 def test_nfd_input_is_composed_like_the_slow_tokenizer(ours, legacy, fast):
     nfd = unicodedata.normalize("NFD", "café Dvořák 한국")
-    assert ours.encode(nfd) == ours.encode("café Dvořák 한국") == legacy.encode(nfd, add_special_tokens=False)
+    assert ours.encode(nfd) == ours.encode("café Dvořák 한국")
+    assert ours.encode(nfd) == legacy.encode(nfd, add_special_tokens=False)
     assert fast.encode(nfd, add_special_tokens=False) != ours.encode(nfd)  # the gap we close
 
 
-def test_cjk_extension_e_gap_of_the_rust_normalizer(ours, legacy):
+def test_cjk_extension_e_gap(ours, legacy, fast):
+    """tokenizers' BertNormalizer starts CJK Extension E at U+2B920, not U+2B820; we follow Suno's."""
     text = "a\U0002B820b \U0002B91Fc"
     assert ours.encode(text) == legacy.encode(text, add_special_tokens=False)
+    assert fast.encode(text, add_special_tokens=False) != ours.encode(text)
 
 
 def test_empty_and_blank_text(ours):
@@ -284,7 +303,7 @@ def test_count_tokens(ours):
 
 
 def test_long_text_is_not_truncated(ours):
-    assert len(ours.encode("hello " * 1000)) == 1000  # truncation to 256 is the pipeline's job
+    assert len(ours.encode("Hello " * 1000)) == 1000  # truncation to 256 is the pipeline's job
 
 
 def test_normalize_whitespace():
@@ -301,12 +320,15 @@ def test_normalize_whitespace():
 @pytest.mark.parametrize("with_json", [True, False])
 def test_config_settings_win(tmp_path, with_json, legacy):
     _need_reference()
+    pytest.importorskip("transformers", reason="transformers is the test oracle (pip install -e '.[test]')")
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
     folder = _folder(tmp_path, tokenizer_json=with_json, vocab=True,
                      config={"do_lower_case": True, "tokenize_chinese_chars": False})
     lower = load_tokenizer(folder)
-    oracle = BertTokenizerLegacy(str(TOKENIZER_DIR / "vocab.txt"), do_lower_case=True, tokenize_chinese_chars=False)
+    oracle = BertTokenizerLegacy(
+        str(TOKENIZER_DIR / "vocab.txt"), do_lower_case=True, tokenize_chinese_chars=False
+    )
     for text in ("Hello World Éclair", "中文字符 mixed", "ÀÉÎ naïve"):
         assert lower.encode(text) == oracle.encode(text, add_special_tokens=False)
     assert lower.encode("Hello") != legacy.encode("Hello", add_special_tokens=False)

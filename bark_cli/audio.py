@@ -1,0 +1,161 @@
+"""Audio out: join segments, and write wav/flac/ogg files atomically or a WAV to stdout.
+
+A file is written to a temporary name beside the target and renamed over it (`os.replace`,
+atomic on one file system), so an interrupted or failed run never leaves a half-written file
+under the name the user asked for. `-` stands for stdout, which always gets a WAV.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+
+from .errors import OutputError
+
+STDOUT = "-"
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")  # what --subtype offers; OGG always uses VORBIS
+DEFAULT_SUBTYPE = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}
+
+
+def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[str, str]:
+    """(format, subtype) for an output path: the format from the extension, `-` is WAV."""
+    if str(path) == STDOUT:
+        fmt = "WAV"
+    else:
+        suffix = Path(path).suffix.lower()
+        if suffix not in FORMATS:
+            raise OutputError(
+                f"cannot tell the audio format of {path}",
+                f"end the output name in {', '.join(FORMATS)}, or use -o - for a WAV on stdout",
+            )
+        fmt = FORMATS[suffix]
+    if subtype is None:
+        return fmt, DEFAULT_SUBTYPE[fmt]
+    subtype = subtype.upper()
+    if fmt == "OGG":
+        raise OutputError(f"{path} is Ogg Vorbis, which has no --subtype", "leave --subtype out for .ogg")
+    if not sf.check_format(fmt, subtype):
+        raise OutputError(
+            f"{fmt} cannot hold {subtype} samples",
+            "use .wav for FLOAT" if subtype == "FLOAT" else f"use one of {', '.join(SUBTYPES)}",
+        )
+    return fmt, subtype
+
+
+def check_output(path: str | os.PathLike, subtype: str | None = None, overwrite: bool = False) -> tuple[str, str]:
+    """Everything that can be known before generating: format, folder, an existing file.
+
+    Run it first so that a bad `-o` costs nothing; `write_audio` checks again.
+    """
+    fmt = output_format(path, subtype)
+    if str(path) != STDOUT:
+        check_destination(Path(path), overwrite)
+    return fmt
+
+
+def check_destination(path: Path, overwrite: bool = False) -> None:
+    """A file can be created at `path`: the folder exists and is writable, and nothing is in
+    the way (an existing file only with `overwrite`)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"folder {folder} does not exist", "create it first or pick another output path")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder", "give a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists", "pass --overwrite to replace it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to folder {folder}", "pick a folder you can write to")
+
+
+def join_segments(segments: Sequence[np.ndarray], sample_rate: int, gap_seconds: float = 0.25) -> np.ndarray:
+    """One float32 signal from several, with `gap_seconds` of silence between neighbours."""
+    if gap_seconds < 0:
+        raise ValueError("gap_seconds must be >= 0")
+    gap = np.zeros(int(round(gap_seconds * sample_rate)), dtype=np.float32)
+    parts: list[np.ndarray] = []
+    for i, segment in enumerate(segments):
+        if i:
+            parts.append(gap)
+        parts.append(np.asarray(segment, dtype=np.float32).reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _prepare(audio: np.ndarray, subtype: str) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    # libsndfile wraps out-of-range floats around when it converts to integers: clip first.
+    return audio if subtype == "FLOAT" else np.clip(audio, -1.0, 1.0)
+
+
+def encode(audio: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    """The bytes of an audio file in memory (WAV by default)."""
+    subtype = subtype or DEFAULT_SUBTYPE[fmt]
+    buffer = io.BytesIO()
+    sf.write(buffer, _prepare(audio, subtype), sample_rate, subtype=subtype, format=fmt)
+    return buffer.getvalue()
+
+
+def write_audio(
+    path: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    subtype: str | None = None,
+    overwrite: bool = False,
+    stdout: BinaryIO | None = None,
+) -> str:
+    """Write `audio` (float32, mono) to `path`, or a WAV to stdout for `-`. Returns the path.
+
+    Raises OutputError when the file cannot be written; no file is left behind then.
+    """
+    fmt, subtype = check_output(path, subtype, overwrite)
+    audio = _prepare(audio, subtype)
+    if str(path) == STDOUT:
+        data = encode(audio, sample_rate, fmt, subtype)
+        if stdout is None:
+            sys.stdout.flush()
+            stdout = sys.stdout.buffer
+        stdout.write(data)
+        stdout.flush()
+        return STDOUT
+    path = Path(path)
+    replace_atomically(path, lambda tmp: sf.write(tmp, audio, sample_rate, subtype=subtype, format=fmt))
+    return str(path)
+
+
+def replace_atomically(path: Path, write) -> None:
+    """Call `write(temp_path)` for a temporary file beside `path`, then rename it to `path`.
+
+    The temporary file is removed on any failure, interruption included.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", "pick a folder you can write to") from None
+    os.close(fd)
+    try:
+        write(tmp)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        os.chmod(tmp, _new_file_mode(path))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (OSError, sf.LibsndfileError, RuntimeError)):
+            raise OutputError(f"cannot write {path}: {exc}", "check the disk and the output path") from None
+        raise
+
+
+def _new_file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777  # replacing a file keeps its mode
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
