@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from . import checkpoint, generation, presets
-from .text import load_tokenizer
+from .audio import join_segments
+from .text import DEFAULT_MAX_CHARS, load_tokenizer, split_text
 from .config import GenerationConfig
 from .errors import DeviceError, InputError
 from .generation import Sampling
@@ -60,6 +61,39 @@ class Generation:
             coarse_prompt=self.coarse_tokens.astype(np.int64),
             fine_prompt=self.fine_tokens.astype(np.int64),
         )
+
+
+@dataclass
+class Speech:
+    """A text of any length, spoken segment by segment and joined with short silences."""
+
+    audio: np.ndarray  # float32 (N,)
+    sample_rate: int
+    segments: list[str]
+    parts: list[Generation]
+    voice: VoicePrompt | None  # the voice every segment was conditioned on (fixed mode)
+    seed: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Wall time per stage, summed over batches (items of one batch share their time)."""
+        total: dict[str, float] = {}
+        seen = set()
+        for part in self.parts:
+            if id(part.seconds) in seen:
+                continue
+            seen.add(id(part.seconds))
+            for stage, value in part.seconds.items():
+                total[stage] = total.get(stage, 0.0) + value
+        return total
+
+
+VOICE_MODES = ("fixed", "chain")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -307,6 +341,92 @@ class Bark:
             for i in range(len(texts))
         ]
 
+    # --- long form -------------------------------------------------------------------------
+
+    def split(self, text: str, max_segment_chars: int = DEFAULT_MAX_CHARS) -> list[tuple[str, int]]:
+        """The segments a long text is spoken in, each with its token count."""
+        limit = self.config.max_input_semantic_length
+        segments = split_text(text, max_segment_chars, count_tokens=self.tokenizer.count_tokens, max_tokens=limit)
+        if not segments:
+            raise InputError("the text is empty", "give some text to speak")
+        return [(segment, self.tokenizer.count_tokens(segment)) for segment in segments]
+
+    def auto_batch_size(self, limit: int = 16) -> int:
+        """How many segments fit in one batch: each item holds a KV cache of block_size positions
+        and a fine window's activations; use at most half of the free memory."""
+        config = self.weights.config
+        width = max(config.semantic.hidden_size, config.coarse.hidden_size, config.fine.hidden_size)
+        layers = max(config.semantic.num_layers, config.coarse.num_layers)
+        positions = config.semantic.block_size
+        element = torch.finfo(self.dtype).bits // 8
+        per_item = 2 * layers * positions * width * element  # keys and values
+        per_item += positions * (16 * width + 2 * config.fine.num_heads * positions) * 4  # fine activations
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+        else:
+            free = _available_memory()
+        return max(1, min(limit, int(free * 0.5 // per_item)))
+
+    def speak(
+        self,
+        text: str,
+        *,
+        voice: VoiceLike = None,
+        voice_mode: str = "fixed",
+        split: bool = True,
+        max_segment_chars: int = DEFAULT_MAX_CHARS,
+        gap: float = 0.25,
+        batch_size: int | None = 1,
+        seed: int | None = None,
+        progress: Progress | None = None,
+        **options,
+    ) -> Speech:
+        """Speak a text of any length in one voice (bark-spec §11.1).
+
+        The text is split at sentence ends into segments of about 13 s. `voice_mode="fixed"`
+        conditions every segment on `voice` (Suno's recipe) or, without one, on the first
+        segment's own generation; `"chain"` conditions each segment on the one before. Segments
+        that share a voice run in batches of `batch_size` (None: chosen from free memory).
+        `split=False` speaks one segment and cuts it at the token window, with a warning.
+        Other options are `generate_batch`'s.
+        """
+        if voice_mode not in VOICE_MODES:
+            raise InputError(f"unknown voice mode {voice_mode!r}", "use fixed or chain")
+        if gap < 0:
+            raise InputError(f"gap {gap} is negative", "use a silence of 0 seconds or more")
+        if batch_size is not None and batch_size < 1:
+            raise InputError(f"batch size {batch_size} is below 1", "use a positive batch size or auto")
+        segments = [s for s, _ in self.split(text, max_segment_chars)] if split else [text]
+        batch_size = batch_size or self.auto_batch_size()
+        seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+        current = self.resolve_voice(voice)
+        parts: list[Generation] = []
+
+        def run(texts: list[str], voice_prompt: VoicePrompt | None) -> list[Generation]:
+            # One seed per call, derived from the run's seed, so a run repeats exactly.
+            made = self.generate_batch(texts, voice=voice_prompt, seed=seed + len(parts), truncate=True,
+                                       progress=progress, **options)
+            parts.extend(made)
+            if progress:
+                progress("segments", len(parts), len(segments))
+            return made
+
+        if voice_mode == "chain":
+            for segment in segments:
+                current = run([segment], current)[0].voice
+            used = self.resolve_voice(voice) if voice is not None else parts[0].voice
+        else:
+            queue = list(segments)
+            if current is None:
+                current = run([queue.pop(0)], None)[0].voice
+            used = current
+            while queue:
+                run(queue[:batch_size], current)
+                del queue[:batch_size]
+        audio = join_segments([p.audio for p in parts], self.sample_rate, gap)
+        warnings = [w for p in parts for w in p.warnings]
+        return Speech(audio, self.sample_rate, segments, parts, used, seed, warnings)
+
     @torch.inference_mode()
     def decode(self, fine_tokens: np.ndarray) -> np.ndarray:
         """Audio (float32, 24 kHz) for (8, T) EnCodec codes."""
@@ -322,3 +442,15 @@ class Bark:
         if backends is None:
             return contextlib.nullcontext()
         return torch.nn.attention.sdpa_kernel(backends)
+
+
+def _available_memory() -> int:
+    """Bytes of memory the OS can give without swapping (Linux), else a cautious 4 GiB."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30

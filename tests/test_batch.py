@@ -1,0 +1,105 @@
+"""Batched generation equals solo generation under greedy decoding, item by item."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bark_cli import Bark
+from bark_cli.generation import Sampling, generate_coarse, generate_fine, generate_semantic
+from bark_cli.presets import load_voice_file
+from tiny_bark import REFERENCE
+
+GREEDY = Sampling(temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def bark(tiny_checkpoint):
+    return Bark.load(tiny_checkpoint, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def voice():
+    return load_voice_file(REFERENCE / "suno-prompts" / "v2" / "de_speaker_3.npz")
+
+
+@pytest.mark.parametrize("with_voice", [False, True], ids=["no-voice", "voice"])
+def test_coarse_batch_equals_solo_with_different_lengths(bark, voice, with_voice):
+    rng = np.random.default_rng(0)
+    semantic = [rng.integers(0, 10_000, n) for n in (7, 130, 61)]
+    prompt = voice if with_voice else None
+    w, cfg = bark.weights, bark.config
+    with torch.inference_mode():
+        batched = generate_coarse(w.coarse, semantic, prompt, cfg, GREEDY)
+        solo = [generate_coarse(w.coarse, [s], prompt, cfg, GREEDY)[0] for s in semantic]
+    assert [b.shape[1] for b in batched] == [10, 195, 91]  # floor(n * 75 / 49.9) frames
+    for one, many in zip(solo, batched):
+        np.testing.assert_array_equal(many, one)
+
+
+@pytest.mark.parametrize("with_voice", [False, True], ids=["no-voice", "voice"])
+def test_fine_batch_equals_solo_with_different_windows(bark, voice, with_voice):
+    """A 40-frame item and a 1300-frame item (3-4 windows): the short one never sees the long
+    one's frames, unlike transformers' batched fine stage."""
+    rng = np.random.default_rng(1)
+    coarse = [rng.integers(0, 1024, (2, n)) for n in (40, 1300)]
+    prompt = voice if with_voice else None
+    w, cfg = bark.weights, bark.config
+    with torch.inference_mode():
+        batched = generate_fine(w.fine, coarse, prompt, cfg, GREEDY)
+        solo = [generate_fine(w.fine, [c], prompt, cfg, GREEDY)[0] for c in coarse]
+    for codes, one, many in zip(coarse, solo, batched):
+        assert many.shape == (8, codes.shape[1])
+        np.testing.assert_array_equal(many[:2], codes)
+        np.testing.assert_array_equal(many, one)
+
+
+def test_semantic_batch_equals_solo(bark):
+    texts = ["Hello world", "Guten Morgen, wie geht es dir heute? [laughter]", "你好"]
+    ids = [bark.tokenizer.encode(t) for t in texts]
+    w, cfg = bark.weights, bark.config
+    with torch.inference_mode():
+        batched = generate_semantic(w.semantic, ids, None, cfg, GREEDY, 0.0, 30)
+        solo = [generate_semantic(w.semantic, [i], None, cfg, GREEDY, 0.0, 30)[0] for i in ids]
+    for one, many in zip(solo, batched):
+        np.testing.assert_array_equal(many, one)
+
+
+def test_semantic_items_stop_independently(bark):
+    """Per-item EOS: with an EOS threshold, items stop at their own step and the batch still
+    gives each item its solo tokens."""
+    texts = ["Hello there, my friend! [laughter] How are you today?", "Hello world", "Bonjour à tous."]
+    ids = [bark.tokenizer.encode(t) for t in texts]
+    w, cfg = bark.weights, bark.config
+    with torch.inference_mode():
+        free = [generate_semantic(w.semantic, [i], None, cfg, GREEDY, 0.0, 60)[0] for i in ids]
+        # The threshold: the median of the largest EOS probability each item reaches.
+        peaks = [_peak_eos(bark, i, f) for i, f in zip(ids, free)]
+        threshold = float(np.median(peaks)) * 0.999
+        solo = [generate_semantic(w.semantic, [i], None, cfg, GREEDY, threshold, 60)[0] for i in ids]
+        batched = generate_semantic(w.semantic, ids, None, cfg, GREEDY, threshold, 60)
+    assert len({len(s) for s in solo}) >= 2, [len(s) for s in solo]
+    for one, many in zip(solo, batched):
+        np.testing.assert_array_equal(many, one)
+
+
+def _peak_eos(bark, text_ids, tokens):
+    from bark_cli.generation import semantic_prefix
+
+    model, cfg = bark.weights.semantic, bark.config
+    prefix = semantic_prefix(model, [text_ids], None, cfg)
+    embeds = torch.cat([prefix, model.embed(torch.from_numpy(tokens)[None])], 1)
+    logits = model(embeds=embeds, all_logits=True)[0, prefix.shape[1] - 1 : -1]
+    allowed = torch.cat([logits[:, : cfg.semantic_vocab_size], logits[:, cfg.semantic_eos_token :][:, :1]], -1)
+    return allowed.softmax(-1)[:, -1].max().item()
+
+
+def test_generate_batch_end_to_end_equals_solo(bark, voice):
+    texts = ["Hello world", "A slightly longer sentence, with a pause."]
+    options = dict(voice=voice, temperature=0.0, max_semantic_tokens=24, min_eos_p=0)
+    batched = bark.generate_batch(texts, **options)
+    for text, many in zip(texts, batched):
+        one = bark.generate(text, **options)
+        np.testing.assert_array_equal(many.fine_tokens, one.fine_tokens)
+        np.testing.assert_array_equal(many.audio, one.audio)
