@@ -94,7 +94,7 @@ def semantic_prefix(model: GPT, text_ids: Sequence[Sequence[int]], voice: VoiceP
     """Embeddings of Bark's merged context (bark-spec §3.1-3.2): text ids + offset right-padded
     to 256, plus the last 256 history tokens at the same positions (a sum, not a concatenation),
     then the infer token. Returns (B, 257, C)."""
-    device = model.lm_head.weight.device
+    device = model.position_embeds_layer.weight.device
     length = config.max_input_semantic_length
     text = torch.full((len(text_ids), length), config.text_pad_token, dtype=torch.long)
     for row, ids in enumerate(text_ids):
@@ -125,7 +125,7 @@ def generate_semantic(
     `allow_early_stop` off, EOS is never chosen and every item runs `max_new_tokens` steps
     (benchmarks need exact counts)."""
     batch = len(text_ids)
-    device = model.lm_head.weight.device
+    device = model.position_embeds_layer.weight.device
     vocab, eos = config.semantic_vocab_size, config.semantic_eos_token
     prefix = semantic_prefix(model, text_ids, voice, config)
     # The last fed position is block_size - 1 (bark-spec §12.24).
@@ -201,7 +201,7 @@ def generate_coarse(
 ) -> list[np.ndarray]:
     """The first two codebooks, (2, T) codes per item, in 60-token windows that re-read the
     semantic context and the last 630 coarse tokens (bark-spec §4.1)."""
-    device = model.lm_head.weight.device
+    device = model.position_embeds_layer.weight.device
     n_books, book_size = config.n_coarse_codebooks, config.codebook_size
     ratio = config.semantic_to_coarse_ratio
     semantic_history, history = coarse_history(voice, config)
@@ -221,6 +221,12 @@ def generate_coarse(
     coarse[:, :n_history] = torch.from_numpy(history).to(device)
     infer = torch.full((batch, 1), config.coarse_infer_token, dtype=torch.long, device=device)
     window_len = config.max_coarse_input_length
+
+    def block(step: int) -> slice:
+        """Output ids of the codebook that coarse step `step` emits."""
+        low = config.semantic_vocab_size + (step % n_books) * book_size
+        return slice(low, low + book_size)
+
     with kv_cache(model, batch):
         done, cached_starts, position = 0, None, 0
         while done < total:
@@ -228,30 +234,33 @@ def generate_coarse(
             index = len(semantic_history) + int(round(done / ratio))
             semantic_start = max(0, index - config.max_semantic_history)
             history_start = max(0, n_history + done - config.max_coarse_history)
+            # Steps alternate codebooks; each may only emit its own 1024 ids (as original Bark),
+            # so only that slice of the LM head is computed.
+            rows = block(done)
             if cached_starts == (semantic_start, history_start):
                 # Same semantic window and history start: this window's prompt is the cached
                 # sequence plus the last sampled token, so one step replaces a full prefill.
-                logits = model(ids=coarse[:, n_history + done - 1 : n_history + done], start=position)[:, -1]
+                last = coarse[:, n_history + done - 1 : n_history + done]
+                logits = model(ids=last, start=position, rows=rows)[:, -1]
                 position += 1
             else:
                 window = semantic_all[:, semantic_start : semantic_start + window_len]
                 window = F.pad(window, (0, window_len - window.shape[1]), value=config.coarse_semantic_pad_token)
                 recent = coarse[:, history_start : n_history + done]
                 prompt = torch.cat([window.to(device), infer, recent], dim=1)
-                logits = model(ids=prompt, start=0)[:, -1]
+                logits = model(ids=prompt, start=0, rows=rows)[:, -1]
                 position = prompt.shape[1]
                 cached_starts = (semantic_start, history_start)
             steps_here = min(config.sliding_window_len, total - done)
             if position + steps_here > model.config.block_size:
                 cached_starts = None  # no room to keep extending: the next window prefills
             for step in range(steps_here):
-                # Steps alternate codebooks; each may only emit its own 1024 ids (as original Bark).
-                low = config.semantic_vocab_size + (done % n_books) * book_size
-                token = sample(logits[:, low : low + book_size], sampling, generator) + low
+                token = sample(logits, sampling, generator) + rows.start
                 coarse[:, n_history + done] = token
                 done += 1
                 if step + 1 < steps_here:
-                    logits = model(ids=token[:, None], start=position)[:, -1]
+                    rows = block(done)
+                    logits = model(ids=token[:, None], start=position, rows=rows)[:, -1]
                     position += 1
             if progress:
                 progress("coarse", done, total)

@@ -29,11 +29,13 @@ from .config import GenerationConfig
 from .errors import DeviceError, InputError
 from .generation import Sampling
 from .models.gpt import SDPA_BACKENDS
+from .models.quantize import quantize_int8
 from .presets import VoicePrompt
 
 Progress = Callable[[str, int, int], None]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 VoiceLike = VoicePrompt | Mapping[str, Any] | str | os.PathLike | None
+QUANTIZATIONS = (None, "int8")
 
 
 @dataclass
@@ -161,16 +163,30 @@ class Bark:
 
     @classmethod
     def load(cls, model: str | os.PathLike = checkpoint.DEFAULT_MODEL, *, device: str = "auto",
-             dtype: str = "auto", offload: bool = False, attention: str = "auto", revision: str | None = None,
-             progress: Callable[[str], None] | None = None) -> "Bark":
-        """Find (or download) and load a model. Raises CheckpointError / DeviceError."""
+             dtype: str = "auto", offload: bool = False, attention: str = "auto", quantize: str | None = None,
+             revision: str | None = None, progress: Callable[[str], None] | None = None) -> "Bark":
+        """Find (or download) and load a model. Raises CheckpointError / DeviceError.
+
+        `quantize="int8"` stores the semantic and coarse weights as int8 (per-channel scales):
+        their decode steps read a quarter of the bytes. It needs bfloat16 or float16
+        activations; with dtype "auto" on the CPU it picks bfloat16.
+        """
         chosen = pick_device(device)
+        if quantize not in QUANTIZATIONS:
+            raise DeviceError(f"unknown quantization {quantize!r}", "use int8, or leave it out")
+        if quantize and dtype == "auto" and chosen.type == "cpu":
+            dtype = "bfloat16"
         torch_dtype = pick_dtype(dtype, chosen)
+        if quantize and torch_dtype == torch.float32:
+            raise DeviceError("int8 weights need bfloat16 or float16 activations", "add --dtype bfloat16")
         check_attention(attention, chosen, torch_dtype)
         folder = checkpoint.resolve_model(model, revision=revision, progress=progress)
         if progress:
             progress(f"loading {model}")
         weights = checkpoint.load_weights(folder, torch_dtype)
+        if quantize == "int8":
+            quantize_int8(weights.semantic, torch_dtype)
+            quantize_int8(weights.coarse, torch_dtype)
         tokenizer = load_tokenizer(folder)
         return cls(weights, tokenizer, folder, chosen, torch_dtype, offload, attention,
                    model_id=str(model), revision=revision)

@@ -116,7 +116,7 @@ class GPT(nn.Module):
         A stage sets it up and clears it when done, so the model is cache-free between runs."""
         if self.cache_batch_size == batch_size:
             return
-        weight = self.lm_head.weight
+        weight = self.position_embeds_layer.weight  # the activation dtype (heads may be int8)
         head_dim = self.config.hidden_size // self.config.num_heads
         for block in self.layers:
             block.attn.kv_cache = KVCache(
@@ -138,11 +138,13 @@ class GPT(nn.Module):
         embeds: torch.Tensor | None = None,
         start: int = 0,
         all_logits: bool = False,
+        rows: slice | None = None,
     ) -> torch.Tensor:
         """Logits for `ids` (B, T) or ready `embeds` (B, T, C) placed at positions start..start+T-1.
 
         Only the last position goes through the LM head unless `all_logits`: generation never
-        reads the others. Returns (B, 1 or T, output_vocab_size).
+        reads the others. `rows` computes only those vocabulary entries (a coarse step needs
+        1024 of 12096). Returns (B, 1 or T, output_vocab_size or the rows' count).
         """
         x = self.embed(ids) if embeds is None else embeds
         length = x.shape[1]
@@ -154,4 +156,9 @@ class GPT(nn.Module):
             x = block(x, start)
         if not all_logits:
             x = x[:, -1:]
-        return self.lm_head(self.layernorm_final(x))
+        x = self.layernorm_final(x)
+        if rows is None:
+            return self.lm_head(x)
+        if isinstance(self.lm_head, nn.Linear):
+            return F.linear(x, self.lm_head.weight[rows])
+        return self.lm_head(x, rows)  # a quantized head slices its own rows

@@ -1,0 +1,53 @@
+"""Weight-only int8 quantization of the causal GPT stages (gpt-fast's approach).
+
+A decode step reads every weight once and is bound by memory bandwidth; int8 weights read a
+quarter of float32's bytes. Each `nn.Linear` is swapped for `Int8Linear` (per-output-channel
+scales); the model code does not change.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Up to this many rows, PyTorch's fused CPU kernel (int8 weights, no dequantized copy) is the
+# fastest; above it (prefill), dequantizing once and running a GEMM is.
+FUSED_MAX_ROWS = 8
+
+
+class Int8Linear(nn.Module):
+    def __init__(self, linear: nn.Linear, dtype: torch.dtype):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", torch.round(weight / scales[:, None]).to(torch.int8))
+        self.register_buffer("scales", scales.to(dtype))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(dtype))
+
+    def forward(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """x @ W.T (+ b); `rows` computes only those output features."""
+        weight, scales = self.weight, self.scales
+        bias = self.bias
+        if rows is not None:
+            weight, scales = weight[rows], scales[rows]
+            bias = None if bias is None else bias[rows]
+        flat = x.reshape(-1, self.in_features)
+        if flat.shape[0] <= FUSED_MAX_ROWS and x.device.type == "cpu":
+            out = torch._weight_int8pack_mm(flat.contiguous(), weight.contiguous(), scales.contiguous())
+        else:
+            out = F.linear(flat, weight.to(x.dtype)) * scales
+        if bias is not None:
+            out = out + bias
+        return out.view(*x.shape[:-1], -1)
+
+
+def quantize_int8(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Replace every nn.Linear of `model` in place; activations run in `dtype`."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Linear):
+            setattr(model, name, Int8Linear(child, dtype))
+        else:
+            quantize_int8(child, dtype)
+    return model
