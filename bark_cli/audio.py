@@ -91,15 +91,32 @@ def join_segments(segments: Sequence[np.ndarray], sample_rate: int, gap_seconds:
 
 def _prepare(audio: np.ndarray, subtype: str) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    # libsndfile wraps out-of-range floats around when it converts to integers: clip first.
+    # Integer samples saturate at full scale (soundfile also asks libsndfile to clip; we do not
+    # rely on it). FLOAT keeps whatever the codec produced.
     return audio if subtype == "FLOAT" else np.clip(audio, -1.0, 1.0)
+
+
+# libsndfile's SFC_SET_ADD_PEAK_CHUNK; soundfile has no name for it.
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+
+
+def _write(file, audio: np.ndarray, sample_rate: int, fmt: str, subtype: str) -> None:
+    """Write one mono file. Float WAVs get no PEAK chunk: it holds the time of writing, and a
+    repeated run (same seed) should give a byte-identical file."""
+    with sf.SoundFile(file, "w", sample_rate, 1, subtype, format=fmt) as handle:
+        if subtype == "FLOAT":
+            try:  # soundfile internals; without them the file only keeps its timestamp
+                sf._snd.sf_command(handle._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
+            except AttributeError:
+                pass
+        handle.write(audio)
 
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
     """The bytes of an audio file in memory (WAV by default)."""
     subtype = subtype or DEFAULT_SUBTYPE[fmt]
     buffer = io.BytesIO()
-    sf.write(buffer, _prepare(audio, subtype), sample_rate, subtype=subtype, format=fmt)
+    _write(buffer, _prepare(audio, subtype), sample_rate, fmt, subtype)
     return buffer.getvalue()
 
 
@@ -126,7 +143,7 @@ def write_audio(
         stdout.flush()
         return STDOUT
     path = Path(path)
-    replace_atomically(path, lambda tmp: sf.write(tmp, audio, sample_rate, subtype=subtype, format=fmt))
+    replace_atomically(path, lambda tmp: _write(tmp, audio, sample_rate, fmt, subtype))
     return str(path)
 
 

@@ -65,7 +65,8 @@ class BarkGroup(TyperGroup):
                 raise
             if os.environ.get("BARK_DEBUG"):
                 raise
-            print_error(f"unexpected {type(exc).__name__}: {exc}", "set BARK_DEBUG=1 for a traceback, and please report it")
+            print_error(f"unexpected {type(exc).__name__}: {exc}",
+                        "set BARK_DEBUG=1 for a traceback, and please report it")
             raise typer.Exit(exit_code(exc)) from None
 
 
@@ -106,9 +107,9 @@ class Output:
             print(f"warning: {text}", file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
-    def status(self, text: str) -> Iterator:
+    def status(self, text: str, show: bool = True) -> Iterator:
         """A spinner; yields a function that changes its text (a no-op when not interactive)."""
-        if not self.interactive:
+        if not (self.interactive and show):
             yield lambda message: None
             return
         with self.console.status(escape(text)) as spinner:
@@ -264,21 +265,21 @@ def say(
         min=0, help="Temperature of all three stages; 0 is greedy.", show_default=False,
         rich_help_panel=SAMPLING)] = None,
     semantic_temperature: Annotated[float | None, typer.Option(
-        min=0, help="Semantic stage temperature [default 0.7].", show_default=False, rich_help_panel=SAMPLING)] = None,
+        min=0, help="Semantic stage temperature (default 0.7).", show_default=False, rich_help_panel=SAMPLING)] = None,
     coarse_temperature: Annotated[float | None, typer.Option(
-        min=0, help="Coarse stage temperature [default 0.7].", show_default=False, rich_help_panel=SAMPLING)] = None,
+        min=0, help="Coarse stage temperature (default 0.7).", show_default=False, rich_help_panel=SAMPLING)] = None,
     fine_temperature: Annotated[float | None, typer.Option(
-        min=0, help="Fine stage temperature [default 0.5].", show_default=False, rich_help_panel=SAMPLING)] = None,
+        min=0, help="Fine stage temperature (default 0.5).", show_default=False, rich_help_panel=SAMPLING)] = None,
     top_k: Annotated[int | None, typer.Option(
-        min=1, help="Keep the k likeliest tokens [default 50].", show_default=False, rich_help_panel=SAMPLING)] = None,
+        min=1, help="Keep the k likeliest tokens (default 50).", show_default=False, rich_help_panel=SAMPLING)] = None,
     top_p: Annotated[float | None, typer.Option(
-        min=0, max=1, min_open=True, help="Nucleus sampling mass [default 1.0].", show_default=False,
+        min=0, max=1, help="Nucleus sampling mass (default 1.0).", show_default=False,
         rich_help_panel=SAMPLING)] = None,
     min_eos_p: Annotated[float | None, typer.Option(
-        min=0, max=1, help="Stop once end-of-speech is this likely; 0 turns it off [default 0.2].",
+        min=0, max=1, help="Stop once end-of-speech is this likely; 0 turns it off (default 0.2).",
         show_default=False, rich_help_panel=SAMPLING)] = None,
     max_semantic_tokens: Annotated[int | None, typer.Option(
-        min=1, help="At most this many semantic tokens, ~50 per second [default 768].", show_default=False,
+        min=1, help="At most this many semantic tokens, ~50 per second (default 768).", show_default=False,
         rich_help_panel=SAMPLING)] = None,
     no_split: Annotated[bool, typer.Option(
         "--no-split", help="Speak text over the 256-token window as one segment, cut at 256 (with a warning).",
@@ -287,7 +288,7 @@ def say(
         help="Also save this generation as a voice .npz, reusable with --voice.", show_default=False,
         dir_okay=False, rich_help_panel=OUTPUT)] = None,
     subtype: Annotated[Subtype | None, typer.Option(
-        case_sensitive=False, help="Sample format of .wav/.flac [default PCM_16]; FLOAT keeps float32 (.wav).",
+        case_sensitive=False, help="Sample format of .wav/.flac (default PCM_16); FLOAT keeps float32 (.wav only).",
         show_default=False, rich_help_panel=OUTPUT)] = None,
     overwrite: OverwriteOpt = False,
     device: Annotated[str, typer.Option(
@@ -305,12 +306,15 @@ def say(
 ) -> None:
     """Speak a text into an audio file.
 
-    The text comes as an argument, from stdin (-) or from a file (-f). Square brackets mark
-    sounds: \\[laughter], \\[sighs], \\[music]; ♪ marks singing.
+    The text comes as an argument, from stdin (-) or from a file (-f), at most 256 tokens (about 13 s of speech).
+
+    Square brackets mark sounds: \\[laughter], \\[sighs], \\[music], \\[gasps], \\[clears throat]; ♪ marks singing.
     """
     out = Output(quiet, as_json)
-    if as_json and output == audio.STDOUT:
+    if output == audio.STDOUT and as_json:
         raise typer.BadParameter("--json and -o - both want stdout; write the audio to a file", param_hint="--json")
+    if output == audio.STDOUT and sys.stdout.isatty():
+        raise OutputError("stdout is a terminal, not a place for audio", "redirect it (> out.wav) or give -o FILE")
     words = read_text(text, file)
     audio.check_output(output, subtype.value if subtype else None, overwrite)
     if save_voice is not None:
@@ -322,7 +326,8 @@ def say(
     _quiet_downloads(out)
 
     start = time.perf_counter()
-    with out.status(f"loading {model}") as update:
+    # A spinner would swallow huggingface_hub's download bars: none while the model downloads.
+    with out.status(f"loading {model}", show=_on_disk(model, revision) is not None) as update:
         bark = Bark.load(model, device=device, dtype=dtype.value, offload=offload, attention=attention.value,
                          revision=revision, progress=update)
         prompt = local_voice.prompt if local_voice else bark.resolve_voice(voice)
@@ -421,7 +426,8 @@ def presets_list(
     out.result(_table(("NAME", "LANGUAGE", "SOURCE", "ON DISK"), rows))
 
 
-@presets_app.command("show", epilog=_examples("bark presets show v2/en_speaker_6", "bark presets show ./voice.npz --json"))
+@presets_app.command("show", epilog=_examples(
+    "bark presets show v2/en_speaker_6", "bark presets show ./voice.npz --json"))
 def presets_show(
     name: Annotated[str, typer.Argument(help="A Suno preset, a voice of yours, or a .npz path.")],
     model: ModelOpt = DEFAULT_MODEL,
@@ -531,9 +537,7 @@ def models_download(
     """Fetch a model's files into the Hugging Face cache (only what bark-cli reads) and print its folder."""
     out = Output(quiet)
     _quiet_downloads(out)
-    with out.status(f"fetching {model}") as update:
-        folder = checkpoint.resolve_model(model, revision=revision, progress=update)
-    out.result(str(folder))
+    out.result(str(checkpoint.resolve_model(model, revision=revision)))
 
 
 @models_app.command("info", epilog=_examples("bark models info", "bark models info ./my-bark --json"))
@@ -545,13 +549,15 @@ def models_info(
     """Show a downloaded model: size and parameters per stage, dtype, files. Reads config.json and the
     weight file headers only."""
     out = Output(as_json=as_json)
-    folder = _downloaded_model(model, revision)
+    folder = _on_disk(model, revision)
+    if folder is None:
+        raise CheckpointError(f"model {model} is not downloaded", f"run `bark models download {model}` first")
     config, _ = checkpoint.read_configs(folder)
     tensors = _weight_headers(folder)
     stages = {}
     for stage, prefix in checkpoint.PREFIXES.items():
         own = [(shape, dtype, size) for key, (shape, dtype, size) in tensors.items()
-               if key.startswith(prefix) and dtype not in ("bool", "BOOL")]  # bool: stored causal masks
+               if key.startswith(prefix) and dtype != "bool"]  # bool: stored causal masks, not parameters
         sub = getattr(config, stage)
         stages[stage] = {
             "parameters": sum(_numel(shape) for shape, _, _ in own),
@@ -585,8 +591,9 @@ def models_info(
     out.result("\n".join(lines))
 
 
-def _downloaded_model(model: str, revision: str | None) -> Path:
-    """A local folder, or the cached snapshot of a Hub id; never downloads."""
+def _on_disk(model: str, revision: str | None) -> Path | None:
+    """A local folder, or the cached snapshot of a Hub id (its config.json); None when the model
+    is not on this machine. Never touches the network."""
     if checkpoint.is_local_model(model):
         return Path(model).expanduser()
     from huggingface_hub import try_to_load_from_cache
@@ -594,13 +601,14 @@ def _downloaded_model(model: str, revision: str | None) -> Path:
     try:
         hit = try_to_load_from_cache(model, "config.json", revision=revision)
     except ValueError:  # HFValidationError: not a repo id
-        hit = None
-    if not isinstance(hit, str):
-        raise CheckpointError(f"model {model} is not downloaded", f"run `bark models download {model}` first")
-    return Path(hit).parent
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
 
 
-_SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+# safetensors dtype -> (torch's name, bytes per element)
+_SAFETENSORS_DTYPES = {"F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
+                       "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
+                       "U8": ("uint8", 1), "BOOL": ("bool", 1)}
 
 
 def _weight_headers(folder: Path) -> dict[str, tuple[tuple[int, ...], str, int]]:
@@ -617,8 +625,8 @@ def _weight_headers(folder: Path) -> dict[str, tuple[tuple[int, ...], str, int]]
                 with safe_open(str(path), framework="numpy") as handle:
                     for key in handle.keys():
                         part = handle.get_slice(key)
-                        dtype = part.get_dtype()
-                        tensors[key] = (tuple(part.get_shape()), dtype, _SAFETENSORS_BYTES.get(dtype, 4))
+                        dtype, size = _SAFETENSORS_DTYPES.get(part.get_dtype(), (part.get_dtype(), 4))
+                        tensors[key] = (tuple(part.get_shape()), dtype, size)
             else:
                 import torch
 

@@ -121,6 +121,9 @@ def save_voice(voice: VoicePrompt, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **voice.as_dict())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a voice file is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -229,11 +232,13 @@ def add_user_voice(file: str | os.PathLike, name: str | None = None, overwrite: 
     name = check_user_name(name if name is not None else Path(file).stem)
     target = user_voices_dir() / f"{name}.npz"
     if target.exists() and not overwrite:
-        raise PresetError(f"you already have a voice named {name}", "pass --overwrite to replace it, or remove it first")
+        raise PresetError(f"you already have a voice named {name}",
+                          "pass --overwrite to replace it, or remove it first")
     try:
         return save_voice(voice, target)
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", f"check {VOICES_DIR_ENV} or the folder's permissions") from None
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}",
+                          f"check {VOICES_DIR_ENV} or the folder's permissions") from None
 
 
 def remove_user_voice(name: str) -> Path:
@@ -313,7 +318,8 @@ def preset_files(name: str, model_folder: Path | None, model_id: str | None = No
     """The three .npy files of a named preset, fetched into the Hub cache on first use."""
     entry = read_voice_map(model_folder).get(name)
     if entry is None:
-        known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder)) + [n for n, _ in list_user_voices()]
+        known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder))
+        known += [n for n, _ in list_user_voices()]
         raise PresetError(f"unknown voice {name!r}", _suggest(name, known, "or give a .npz path"))
     return {key: _fetch_voice_file(entry[key], model_folder, model_id, revision) for key in PROMPT_KEYS}
 

@@ -62,6 +62,16 @@ def _rescale(model, seed: int) -> None:
         else:  # linear weights (out, in); lm heads get a larger gain for a wide logit spread
             gain = 1.5 if "lm_head" in name else 1.0
             param.copy_(gain * torch.randn(param.shape, generator=gen) / param.shape[1] ** 0.5)
+    # The codec: random codebooks (buffers, zero at init) and weight-norm scales and biases
+    # away from their init values, so the audio depends strongly on the codes.
+    for name, buffer in model.named_buffers():
+        if name.endswith("codebook.embed"):
+            buffer.copy_(torch.randn(buffer.shape, generator=gen))
+    for name, param in model.codec_model.named_parameters():
+        if name.endswith("original0"):
+            param.mul_(1 + torch.rand(param.shape, generator=gen))
+        elif name.endswith("bias"):
+            param.add_(0.1 * torch.randn(param.shape, generator=gen))
     # transformers lets coarse codebook-1 steps reach ids 12048..12095, original Bark does not.
     # Make those rows half of a valid codebook-1 row, so neither rule's range decides a token.
     head = model.coarse_acoustics.lm_head.weight

@@ -1,0 +1,484 @@
+"""The `bark` command through Typer's CliRunner and through the installed script.
+
+The tiny random model never emits EOS, so `--max-semantic-tokens` fixes the length:
+S semantic tokens -> floor(S * 75 / 49.9) EnCodec frames -> 320 samples each at 24 kHz.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from bark_cli import cli
+from bark_cli.pipeline import Bark
+from bark_cli.errors import GenerationError
+
+TOKENS = 8
+FAST = ["--max-semantic-tokens", str(TOKENS), "--device", "cpu"]
+BARK = Path(sys.executable).with_name("bark")
+
+
+def expected_samples(semantic_tokens: int) -> int:
+    return math.floor(semantic_tokens * 75 / 49.9) * 320
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Each test in its own folder with its own voices folder and no BARK_* settings."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BARK_VOICES_DIR", str(tmp_path / "voices"))
+    for name in ("BARK_MODEL", "BARK_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint) -> str:
+    return str(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def load_once():
+    """Every `say` still goes through Bark.load, which hands back one instance per model and settings:
+    loading is cheap, but a fresh instance's first generation pays warm-up costs we need not repeat."""
+    original = Bark.load.__func__
+    loaded: dict = {}
+
+    def load(cls, model, **kwargs):
+        key = (str(model), tuple(sorted((k, v) for k, v in kwargs.items() if k != "progress")))
+        if key not in loaded:
+            loaded[key] = original(cls, model, **kwargs)
+        return loaded[key]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(Bark, "load", classmethod(load))
+    yield
+    patch.undo()
+
+
+def run(*args: str, input: str | None = None, env: dict | None = None):
+    return CliRunner().invoke(cli.app, [str(a) for a in args], input=input, env=env)
+
+
+def say(model: str, *args: str, **kwargs):
+    return run("say", "--model", model, *FAST, *args, **kwargs)
+
+
+def files_here() -> list[str]:
+    return sorted(p.name for p in Path.cwd().iterdir() if p.name != "voices")
+
+
+def assert_bad_input(result, fragment: str = "", files: list[str] | None = None):
+    """Exit 2, exactly one line on stderr, no traceback, nothing written."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert files_here() == (files or [])
+
+
+# --- say: files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, subtype", [("out.wav", "PCM_16"), ("out.flac", "PCM_16"), ("out.ogg", "VORBIS")])
+def test_say_writes_each_format(model, name, subtype):
+    result = say(model, "Hello [laughter]", "-o", name, "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report["semantic_tokens"] == TOKENS
+    info = sf.info(name)
+    assert (info.samplerate, info.channels, info.subtype) == (24_000, 1, subtype)
+    assert info.frames == expected_samples(TOKENS)
+    assert report["output"] == name and report["sample_rate"] == 24_000
+    assert report["audio_seconds"] == pytest.approx(info.frames / 24_000, abs=1e-3)
+    assert isinstance(report["seed"], int) and report["device"] == "cpu" and report["dtype"] == "float32"
+    assert set(report["stage_seconds"]) == {"semantic", "coarse", "fine", "decode"}
+    assert files_here() == [name]
+
+
+def tokens(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as voice:
+        return {key: voice[key] for key in voice.files}
+
+
+def assert_same_tokens(a: str, b: str) -> None:
+    first, second = tokens(a), tokens(b)
+    assert first.keys() == second.keys() == {"semantic_prompt", "coarse_prompt", "fine_prompt"}
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_seed_is_repeatable_and_stdout_gets_the_same_wav(model):
+    """Text from stdin to a WAV on stdout, then the same seed into a file: the same tokens, the same bytes."""
+    piped = say(model, "-", "-o", "-", "--seed", "1234", "--save-voice", "a.npz", input="Same seed.\n")
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout_bytes[:4] == b"RIFF" and piped.stderr == ""
+    data, sr = sf.read(io.BytesIO(piped.stdout_bytes), dtype="float32")
+    assert sr == 24_000 and len(data) == expected_samples(TOKENS)
+    filed = say(model, "Same seed.", "-o", "b.wav", "--seed", "1234", "--save-voice", "b.npz", "--json")
+    assert filed.exit_code == 0, filed.output
+    assert json.loads(filed.stdout)["seed"] == 1234
+    assert_same_tokens("a.npz", "b.npz")
+    assert Path("b.wav").read_bytes() == piped.stdout_bytes
+    assert files_here() == ["a.npz", "b.npz", "b.wav"]
+
+
+def test_temperature_zero_is_repeatable_and_saved_voices_feed_back(model):
+    for name in ("a", "b"):
+        result = say(model, "Remember this voice.", "-o", f"{name}.wav", "--save-voice", f"{name}.npz",
+                     "--temperature", "0", "--subtype", "FLOAT")
+        assert result.exit_code == 0, result.output
+    assert Path("a.wav").read_bytes() == Path("b.wav").read_bytes()
+    assert sf.info("a.wav").subtype == "FLOAT"
+    assert_same_tokens("a.npz", "b.npz")
+    voice = tokens("a.npz")
+    frames = math.floor(TOKENS * 75 / 49.9)
+    assert voice["semantic_prompt"].shape == (TOKENS,)
+    assert voice["coarse_prompt"].shape == (2, frames) and voice["fine_prompt"].shape == (8, frames)
+    assert 0 <= voice["fine_prompt"].min() and voice["fine_prompt"].max() < 1024
+    # The saved voice as --voice: it conditions the next generation (greedy, so only the voice differs).
+    again = say(model, "Remember this voice.", "-o", "c.wav", "--voice", "a.npz", "--temperature", "0",
+                "--save-voice", "c.npz", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["voice"] == "a.npz"
+    assert sf.info("c.wav").frames == expected_samples(TOKENS)
+    assert not np.array_equal(tokens("c.npz")["semantic_prompt"], voice["semantic_prompt"])
+
+
+def test_no_split_cuts_with_a_warning(model):
+    result = say(model, "word " * 300, "-o", "long.wav", "--no-split")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["warning: text cut from 300 to 256 tokens; the rest is not spoken"]
+    assert files_here() == ["long.wav"]
+
+
+# --- say: bad input -----------------------------------------------------------------------------
+
+
+def test_unknown_preset(model):
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--voice", "v2/en_speakr_6"), "unknown voice 'v2/en_speakr_6'")
+
+
+def test_unreadable_npz(model):
+    Path("junk.npz").write_bytes(b"this is not a zip file")
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--voice", "junk.npz"), "cannot read voice file", ["junk.npz"])
+
+
+def test_malformed_npz(model):
+    np.savez("bad.npz", semantic_prompt=np.zeros((2, 3), dtype=np.int64),
+             coarse_prompt=np.zeros((2, 4), dtype=np.int64), fine_prompt=np.zeros((8, 4), dtype=np.int64))
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--voice", "bad.npz"), "semantic_prompt has shape (2, 3)",
+                     ["bad.npz"])
+
+
+def test_missing_voice_file(model):
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--voice", "nowhere.npz"), "does not exist")
+
+
+def test_missing_model_offline():
+    result = run("say", "Hi.", "-o", "a.wav", "--model", "bark-cli-tests/not-cached")
+    assert_bad_input(result, "not in the local cache and downloads are off")
+
+
+def test_missing_model_folder():
+    assert_bad_input(run("say", "Hi.", "-o", "a.wav", "--model", "./no-such-folder"), "neither a folder nor a Hub id")
+
+
+@pytest.mark.parametrize("args, stdin", [(["   "], None), (["-"], ""), (["-"], " \n\t")])
+def test_empty_text(model, args, stdin):
+    assert_bad_input(say(model, *args, "-o", "a.wav", input=stdin), "the text is empty")
+
+
+def test_empty_or_missing_text_file(model):
+    Path("empty.txt").write_text("\n")
+    assert_bad_input(say(model, "-f", "empty.txt", "-o", "a.wav"), "the text is empty", ["empty.txt"])
+    assert_bad_input(say(model, "-f", "nowhere.txt", "-o", "a.wav"), "cannot read nowhere.txt", ["empty.txt"])
+
+
+def test_text_over_the_window(model):
+    assert_bad_input(say(model, "word " * 300, "-o", "a.wav"), "the text is 300 tokens")
+
+
+def test_unwritable_output(model):
+    assert_bad_input(say(model, "Hi.", "-o", "missing/a.wav"), "folder missing does not exist")
+    Path("plain").write_text("x")
+    assert_bad_input(say(model, "Hi.", "-o", "plain/a.wav"), "does not exist", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "a.mp3"), "cannot tell the audio format", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "a.flac", "--subtype", "FLOAT"), "FLAC cannot hold FLOAT", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--save-voice", "missing/v.npz"), "does not exist", ["plain"])
+
+
+def test_existing_output_needs_overwrite(model):
+    Path("a.wav").write_bytes(b"keep me")
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav"), "a.wav already exists", ["a.wav"])
+    assert Path("a.wav").read_bytes() == b"keep me"
+
+
+def test_flash_attention_on_cpu(model):
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--attention", "flash"), "flash attention needs a CUDA device")
+
+
+@pytest.mark.parametrize("args", [
+    ["say", "-o", "a.wav"],  # no text
+    ["say", "Hi.", "-f", "x.txt", "-o", "a.wav"],  # both
+    ["say", "Hi.", "-o", "-", "--json"],  # both want stdout
+    ["say", "Hi.", "-o", "a.wav", "--temperature", "-1"],
+    ["say", "Hi.", "-o", "a.wav", "--dtype", "float8"],
+    ["say", "Hi."],  # no -o
+    ["presets", "list", "--language", "xx"],
+    ["nonsense"],
+])
+def test_usage_errors_exit_2(args):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and files_here() == []
+
+
+def test_failures_while_generating_exit_1(monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli.Bark, "load", boom)
+    result = run("say", "Hi.", "-o", "a.wav")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: unexpected RuntimeError: boom (set BARK_DEBUG=1 for a traceback, and please report it)"]
+    result = run("say", "Hi.", "-o", "a.wav", env={"BARK_DEBUG": "1"})
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+    def fails(*args, **kwargs):
+        raise GenerationError("the coarse stage produced nothing", "try another seed")
+
+    monkeypatch.setattr(cli.Bark, "load", fails)
+    result = run("say", "Hi.", "-o", "a.wav")
+    assert result.exit_code == 1
+    assert result.stderr == "error: the coarse stage produced nothing (try another seed)\n"
+    assert files_here() == []
+
+
+# --- presets ------------------------------------------------------------------------------------
+
+
+def test_presets_list(model):
+    result = run("presets", "list", "--model", model)
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "LANGUAGE", "SOURCE", "ON", "DISK"]
+    assert len(rows) >= 261 and all(row.split()[-1] == "yes" for row in rows)
+    names = {row.split()[0] for row in rows}
+    assert {"announcer", "en_speaker_0", "v2/zh_speaker_9"} <= names
+
+
+def test_presets_list_language_and_json(model):
+    result = run("presets", "list", "--language", "ja", "--json", env={"BARK_MODEL": model})
+    assert result.exit_code == 0, result.output
+    voices = json.loads(result.stdout)["voices"]
+    assert len(voices) == 20 and {v["language"] for v in voices} == {"ja"} and all(v["on_disk"] for v in voices)
+    result = run("presets", "list", "--json", "--model", "bark-cli-tests/not-cached")
+    data = json.loads(result.stdout)
+    assert len(data["voices"]) == 261 and not any(v["on_disk"] for v in data["voices"])
+    human = run("presets", "list", "-l", "de", "--model", model).stdout.splitlines()
+    assert len(human) == 21 and all(row.split()[1] == "de" for row in human[1:])
+
+
+def test_presets_add_show_remove(model, tmp_path):
+    voices = tmp_path / "voices"
+    rng = np.random.default_rng(1)
+    np.savez("mine.npz", semantic_prompt=rng.integers(0, 10_000, 30), coarse_prompt=rng.integers(0, 1024, (2, 45)),
+             fine_prompt=rng.integers(0, 1024, (8, 45)))
+    added = run("presets", "add", "mine.npz", "--name", "narrator")
+    assert added.exit_code == 0, added.output
+    assert (voices / "narrator.npz").is_file() and "narrator" in added.stdout
+    listed = json.loads(run("presets", "list", "--json", "--model", model).stdout)["voices"]
+    assert {"name": "narrator", "language": None, "source": "user", "on_disk": True,
+            "path": str(voices / "narrator.npz")} in listed
+    shown = run("presets", "show", "narrator", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == {
+        "name": "narrator", "source": "user", "language": None, "semantic_tokens": 30, "frames": 45,
+        "seconds": 0.6, "files": [str(voices / "narrator.npz")]}
+    assert "30 tokens" in run("presets", "show", "narrator").stdout
+    assert_bad_input(run("presets", "add", "mine.npz", "--name", "narrator"), "already have a voice", ["mine.npz"])
+    removed = run("presets", "remove", "narrator")
+    assert removed.exit_code == 0 and not (voices / "narrator.npz").exists()
+    assert_bad_input(run("presets", "show", "narrator"), "unknown voice 'narrator'", ["mine.npz"])
+    assert_bad_input(run("presets", "remove", "narrator"), "no voice named", ["mine.npz"])
+
+
+def test_presets_show_suno(model):
+    result = run("presets", "show", "v2/en_speaker_6", "--model", model, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["source"] == "suno" and info["language"] == "en" and len(info["files"]) == 3
+    assert info["frames"] == math.floor(info["semantic_tokens"] * 75 / 49.9)
+
+
+def test_presets_bad_inputs(model):
+    Path("junk.npz").write_bytes(b"junk")
+    assert_bad_input(run("presets", "add", "junk.npz", "--name", "junk"), "cannot read voice file", ["junk.npz"])
+    assert_bad_input(run("presets", "add", "junk.npz", "--name", "en_speaker_0"), "", ["junk.npz"])
+    assert_bad_input(run("presets", "remove", "announcer"), "is a Suno preset", ["junk.npz"])
+    assert_bad_input(run("presets", "show", "v2/en_speaker_6", "--model", "bark-cli-tests/not-cached"),
+                     "not cached and downloads are off", ["junk.npz"])
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def fake_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "c0ffee" * 6 + "c0ff") -> Path:
+    """Lay a model folder out as huggingface_hub's cache does: blobs, a snapshot of links, refs/main."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    for source in folder.rglob("*"):
+        if source.is_file():
+            blob = repo / "blobs" / hashlib.sha256(source.read_bytes()).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, blob)
+            link = snapshot / source.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A Hugging Face cache holding the tiny model as `suno/bark-small` (read offline)."""
+    cache = tmp_path_factory.mktemp("hf-cache")
+    fake_hub_cache(cache, "suno/bark-small", tiny_checkpoint)
+    (cache / "models--someone--other-model" / "snapshots").mkdir(parents=True)  # not Bark: not listed
+    return cache
+
+
+@pytest.fixture
+def use_cache(hub_cache, monkeypatch) -> Path:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    return hub_cache
+
+
+def test_models_list(use_cache):
+    result = run("models", "list")
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["ID", "REVISION", "REFS", "SIZE"]
+    assert [row.split()[:3] for row in rows] == [["suno/bark-small", "c0ffeec0ffee", "main"]]
+    data = json.loads(run("models", "list", "--json").stdout)
+    assert data["cache_dir"] == str(use_cache) and len(data["models"]) == 1
+    assert data["models"][0]["size_bytes"] > 1_000_000
+
+
+def test_models_download_and_info_from_the_cache(use_cache, tiny_checkpoint):
+    result = run("models", "download", "suno/bark-small")  # offline: served by the cache
+    assert result.exit_code == 0, result.output
+    assert Path(result.stdout.strip()).parent.parent == use_cache / "models--suno--bark-small"
+    info = json.loads(run("models", "info", "--json").stdout)  # default model suno/bark-small
+    assert set(info["stages"]) == {"semantic", "coarse", "fine", "codec"}
+    semantic = info["stages"]["semantic"]
+    assert semantic["layers"] == 2 and semantic["hidden_size"] == 32 and semantic["dtypes"] == ["float32"]
+    assert semantic["parameters"] > 129_600 * 32  # at least the text embedding
+    assert any(f["name"] == "model.safetensors" for f in info["files"])
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_checkpoint / "model.safetensors"), "np") as handle:
+        stored = sum(handle.get_tensor(k).size for k in handle.keys() if handle.get_tensor(k).dtype != bool)
+    assert info["parameters"] == stored
+    human = run("models", "info", str(tiny_checkpoint))
+    assert human.exit_code == 0 and "semantic" in human.stdout and "model.safetensors" in human.stdout
+
+
+def test_presets_on_disk_in_the_hub_cache(use_cache):
+    voices = json.loads(run("presets", "list", "--json", "--model", "suno/bark-small").stdout)["voices"]
+    assert len(voices) == 261 and all(v["on_disk"] for v in voices)
+    shown = json.loads(run("presets", "show", "v2/en_speaker_6", "--json").stdout)  # default model, offline
+    assert all(f.startswith(str(use_cache)) for f in shown["files"])
+
+
+def test_models_bad_inputs():
+    assert_bad_input(run("models", "info", "bark-cli-tests/not-cached"), "is not downloaded")
+    assert_bad_input(run("models", "download", "bark-cli-tests/not-cached"), "downloads are off")
+
+
+# --- help, version, progress ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["say"], ["presets"], ["presets", "list"], ["presets", "show"],
+                                     ["presets", "add"], ["presets", "remove"], ["models"], ["models", "list"],
+                                     ["models", "download"], ["models", "info"]])
+def test_help_everywhere_with_an_example(command):
+    result = run(*command, "-h")
+    assert result.exit_code == 0, result.output
+    assert "Usage: bark" in result.stdout and ("Example" in result.stdout)
+    if command == ["say"]:
+        assert "[laughter]" in result.stdout and "Exit codes" in result.stdout
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"bark-cli {cli.__version__}"
+
+
+def test_stage_bars_draw_on_a_terminal():
+    from rich.console import Console
+
+    sink = io.StringIO()
+    with cli.StageBars(Console(file=sink, force_terminal=True, width=100)) as bars:
+        for stage, total in (("semantic", 768), ("coarse", 30), ("fine", 2), ("decode", 1)):
+            for done in range(1, min(total, 12) + 1):
+                bars(stage, done, total)
+    text = sink.getvalue()
+    assert all(label in text for label in ("semantic tokens", "coarse tokens", "fine windows", "decode"))
+    assert "12/12" in text  # the semantic bar ends full at its early stop, not 12/768
+
+
+# --- the installed script -------------------------------------------------------------------------
+
+
+def script(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    if not BARK.is_file():
+        pytest.skip(f"no installed script at {BARK}")
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([str(BARK), *args], capture_output=True, env=full_env, timeout=300, **kwargs)
+
+
+def test_script_writes_a_file_and_json(model, tmp_path):
+    result = script("say", "Hello [laughter]", "-o", "hi.flac", "--model", model, *FAST, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+    report = json.loads(result.stdout)
+    assert report["output"] == "hi.flac"
+    info = sf.info(tmp_path / "hi.flac")
+    assert (info.samplerate, info.frames) == (24_000, expected_samples(TOKENS))
+
+
+def test_script_stdout_from_the_hub_cache(hub_cache, tmp_path):
+    """`-o -` through a pipe, with the model named by Hub id and found in HF_HUB_CACHE offline."""
+    result = script("say", "-", "-o", "-", "--voice", "v2/de_speaker_1", *FAST, input=b"Hallo.", cwd=tmp_path,
+                    env={"HF_HUB_CACHE": str(hub_cache)})
+    assert result.returncode == 0, result.stderr.decode()
+    data, sr = sf.read(io.BytesIO(result.stdout), dtype="float32")
+    assert sr == 24_000 and len(data) == expected_samples(TOKENS)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_script_bad_input(tmp_path):
+    result = script("say", "Hi.", "-o", "a.wav", "--model", "bark-cli-tests/not-cached", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: model bark-cli-tests/not-cached is not in the local cache")
+    assert result.stdout == b"" and list(tmp_path.iterdir()) == []

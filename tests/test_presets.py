@@ -1,0 +1,179 @@
+"""presets.py: the Suno catalog, the user's voices folder, `--voice` resolution, on-disk flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bark_cli import presets
+from bark_cli.errors import PresetError
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGUAGES = "en de es fr hi it ja ko pl pt ru tr zh".split()
+
+
+@pytest.fixture(autouse=True)
+def voices_dir(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "voices"
+    monkeypatch.setenv("BARK_VOICES_DIR", str(folder))
+    return folder
+
+
+def make_voice(path: Path, semantic=12, frames=18, **overrides) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "semantic_prompt": rng.integers(0, 10_000, semantic),
+        "coarse_prompt": rng.integers(0, 1024, (2, frames)),
+        "fine_prompt": rng.integers(0, 1024, (8, frames)).astype(np.int32),
+    }
+    np.savez(path, **{**arrays, **overrides})
+    return path
+
+
+# --- catalog ----------------------------------------------------------------------------------
+
+
+def test_catalog_has_all_261_suno_names():
+    names = [e.name for e in presets.suno_catalog()]
+    assert len(names) == len(set(names)) == 261
+    expected = {"announcer"} | {f"{v}{lang}_speaker_{n}" for v in ("", "v2/") for lang in LANGUAGES for n in range(10)}
+    assert set(names) == expected
+    assert {e.language for e in presets.suno_catalog()} == set(LANGUAGES)
+
+
+def test_catalog_matches_the_hub_voice_map():
+    """Every name transformers' BarkProcessor knows (the Hub's speaker_embeddings_path.json)."""
+    hub_map = Path(__file__).resolve().parents[2] / "shared/reference/hf-configs/bark-speaker_embeddings_path.json"
+    if not hub_map.is_file():
+        pytest.skip(f"needs {hub_map}")
+    keys = set(json.loads(hub_map.read_text())) - {"repo_or_path"}
+    assert keys == {e.name for e in presets.suno_catalog()}
+
+
+def test_presets_folder_holds_the_catalog():
+    """presets/suno.json is the catalog as a file; regenerate it with presets.catalog_json()."""
+    text = (ROOT / "presets" / "suno.json").read_text()
+    assert text == presets.catalog_json()
+    data = json.loads(text)
+    assert len(data["presets"]) == 261 and set(data["languages"]) == set(LANGUAGES)
+    assert all(set(row) == {"name", "language"} for row in data["presets"])  # names and languages only
+
+
+# --- user voices ------------------------------------------------------------------------------
+
+
+def test_voices_dir(monkeypatch, tmp_path):
+    assert presets.user_voices_dir() == tmp_path / "voices"
+    monkeypatch.delenv("BARK_VOICES_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    if presets.sys.platform.startswith("linux"):
+        assert presets.user_voices_dir() == tmp_path / "data" / "bark-cli" / "voices"
+    assert presets.user_voices_dir().parts[-2:] == ("bark-cli", "voices")
+
+
+def test_add_show_remove_round_trip(tmp_path, voices_dir):
+    source = make_voice(tmp_path / "mine.npz")
+    stored = presets.add_user_voice(source, "narrator")
+    assert stored == voices_dir / "narrator.npz"
+    assert [name for name, _ in presets.list_user_voices()] == ["narrator"]
+    found = presets.find_voice("narrator")  # no model needed for a user voice
+    assert found.source == "user" and found.files == (stored,)
+    np.testing.assert_array_equal(found.prompt.fine_prompt, np.load(source)["fine_prompt"])
+    assert found.prompt.fine_prompt.dtype == np.int64
+    assert presets.add_user_voice(source).name == "mine.npz"  # default name: the file's stem
+    with pytest.raises(PresetError, match="already have a voice named narrator"):
+        presets.add_user_voice(source, "narrator")
+    presets.add_user_voice(source, "narrator", overwrite=True)
+    assert presets.remove_user_voice("narrator") == stored
+    assert not stored.exists()
+    with pytest.raises(PresetError, match="no voice named 'narrator'"):
+        presets.remove_user_voice("narrator")
+
+
+@pytest.mark.parametrize("name", ["en_speaker_1", "announcer", "v2/en_speaker_1", "../escape", "a b", "", "x.npz"])
+def test_bad_user_voice_names(tmp_path, voices_dir, name):
+    with pytest.raises(PresetError):
+        presets.add_user_voice(make_voice(tmp_path / "v.npz"), name)
+    assert not voices_dir.exists() or not any(voices_dir.iterdir())
+
+
+def test_add_validates_before_copying(tmp_path, voices_dir):
+    bad = make_voice(tmp_path / "bad.npz", coarse_prompt=np.zeros((3, 18), dtype=np.int64))
+    with pytest.raises(PresetError, match=r"coarse_prompt has shape \(3, 18\)"):
+        presets.add_user_voice(bad, "bad")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(PresetError, match="cannot read voice file"):
+        presets.add_user_voice(tmp_path / "junk.npz", "junk")
+    assert not voices_dir.exists()
+
+
+def test_remove_refuses_suno_names():
+    with pytest.raises(PresetError, match="is a Suno preset"):
+        presets.remove_user_voice("v2/en_speaker_6")
+
+
+# --- resolution order -------------------------------------------------------------------------
+
+
+def test_resolution_order(tmp_path, tiny_checkpoint, monkeypatch):
+    path = make_voice(tmp_path / "file.npz", semantic=7)
+    assert presets.find_voice(str(path), tiny_checkpoint).source == "file"
+    presets.add_user_voice(make_voice(tmp_path / "u.npz", semantic=9), "mine")
+    user = presets.find_voice("mine", tiny_checkpoint)
+    assert user.source == "user" and len(user.prompt.semantic_prompt) == 9
+    suno = presets.find_voice("v2/en_speaker_6", tiny_checkpoint, str(tiny_checkpoint))
+    assert suno.source == "suno" and len(suno.files) == 3
+    assert all(f.is_relative_to(tiny_checkpoint) for f in suno.files)
+    # The library entry point used by Bark.resolve_voice follows the same order.
+    assert len(presets.resolve_voice("mine", tiny_checkpoint).semantic_prompt) == 9
+    monkeypatch.chdir(tmp_path)
+    assert len(presets.resolve_voice("file.npz", tiny_checkpoint).semantic_prompt) == 7
+
+
+def test_unknown_name_suggests_a_close_one(tiny_checkpoint):
+    with pytest.raises(PresetError, match="unknown voice 'v2/en_speakr_6'") as info:
+        presets.resolve_voice("v2/en_speakr_6", tiny_checkpoint)
+    assert "did you mean v2/en_speaker_6" in info.value.hint
+    with pytest.raises(PresetError, match="does not exist"):
+        presets.resolve_voice("missing.npz", tiny_checkpoint)
+
+
+def test_model_voice_without_a_cached_hub_model():
+    """A Suno name on a Hub id that is not cached: a clear error offline, never a download."""
+    with pytest.raises(PresetError, match="not cached and downloads are off"):
+        presets.find_model_voice("v2/en_speaker_6", "bark-cli-tests/not-cached")
+    with pytest.raises(PresetError, match="unknown voice"):
+        presets.find_model_voice("nobody", "bark-cli-tests/not-cached")
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+def test_list_voices_on_disk_and_language(tmp_path, tiny_checkpoint):
+    presets.add_user_voice(make_voice(tmp_path / "v.npz"), "mine")
+    entries = presets.list_voices(tiny_checkpoint)
+    assert len(entries) == 262 and all(e.on_disk for e in entries)
+    assert entries[-1] == presets.VoiceEntry("mine", None, "user", True, presets.user_voices_dir() / "mine.npz")
+    german = presets.list_voices(tiny_checkpoint, language="de")
+    assert len(german) == 20 and {e.language for e in german} == {"de"}
+    with pytest.raises(PresetError, match="no voices for language"):
+        presets.list_voices(tiny_checkpoint, language="xx")
+
+
+def test_on_disk_is_false_for_an_uncached_hub_model(tmp_path):
+    flags = presets.suno_on_disk("bark-cli-tests/not-cached")
+    assert len(flags) == 261 and not any(flags.values())
+    assert not any(presets.suno_on_disk(tmp_path).values())  # a folder without speaker_embeddings/
+    assert not any(presets.suno_on_disk("not a repo id!").values())
+
+
+def test_saved_voice_round_trips(tmp_path):
+    voice = presets.load_voice_file(make_voice(tmp_path / "a.npz"))
+    saved = presets.save_voice(voice, tmp_path / "sub" / "b.npz")
+    again = presets.load_voice_file(saved)
+    for key in presets.PROMPT_KEYS:
+        np.testing.assert_array_equal(getattr(again, key), getattr(voice, key))
+    assert saved.stat().st_mode & 0o044  # readable like any file, not mkstemp's 0600
