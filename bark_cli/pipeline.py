@@ -24,7 +24,7 @@ import torch
 
 from . import checkpoint, generation, presets
 from .audio import join_segments
-from .text import DEFAULT_MAX_CHARS, load_tokenizer, split_text
+from .text import DEFAULT_MAX_CHARS, load_tokenizer, plan_segments
 from .config import GenerationConfig
 from .errors import DeviceError, InputError
 from .generation import Sampling
@@ -361,11 +361,7 @@ class Bark:
 
     def split(self, text: str, max_segment_chars: int = DEFAULT_MAX_CHARS) -> list[tuple[str, int]]:
         """The segments a long text is spoken in, each with its token count."""
-        limit = self.config.max_input_semantic_length
-        segments = split_text(text, max_segment_chars, count_tokens=self.tokenizer.count_tokens, max_tokens=limit)
-        if not segments:
-            raise InputError("the text is empty", "give some text to speak")
-        return [(segment, self.tokenizer.count_tokens(segment)) for segment in segments]
+        return plan_segments(self.tokenizer, text, max_segment_chars, self.config.max_input_semantic_length)
 
     def auto_batch_size(self, limit: int = 16) -> int:
         """How many segments fit in one batch: each item holds a KV cache of block_size positions

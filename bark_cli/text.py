@@ -487,3 +487,12 @@ def _enforce_tokens(
         k = min(range(i + 1, j), key=lambda k: (costs[k], abs(k - mid)))
         todo += [(k, j), (i, k)]
     return out
+
+
+def plan_segments(tokenizer: TextTokenizer, text: str, max_chars: int = DEFAULT_MAX_CHARS,
+                  max_tokens: int = 256) -> list[tuple[str, int]]:
+    """The segments a long text is spoken in, each with its token count; empty text raises."""
+    segments = split_text(text, max_chars, count_tokens=tokenizer.count_tokens, max_tokens=max_tokens)
+    if not segments:
+        raise InputError("the text is empty", "give some text to speak")
+    return [(segment, tokenizer.count_tokens(segment)) for segment in segments]

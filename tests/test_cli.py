@@ -21,7 +21,9 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from bark_cli import cli
+from bark_cli import __version__
+from bark_cli.cli import app
+from bark_cli.cli.common import StageBars
 from bark_cli.pipeline import Bark
 from bark_cli.errors import GenerationError
 
@@ -68,7 +70,7 @@ def load_once():
 
 
 def run(*args: str, input: str | None = None, env: dict | None = None):
-    return CliRunner().invoke(cli.app, [str(a) for a in args], input=input, env=env)
+    return CliRunner().invoke(app, [str(a) for a in args], input=input, env=env)
 
 
 def say(model: str, *args: str, **kwargs):
@@ -155,7 +157,10 @@ def test_temperature_zero_is_repeatable_and_saved_voices_feed_back(model):
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["voice"] == "a.npz"
     assert sf.info("c.wav").frames == expected_samples(TOKENS)
-    assert not np.array_equal(tokens("c.npz")["semantic_prompt"], voice["semantic_prompt"])
+    # Conditioned on the voice, greedy decoding takes another path than without it.
+    assert Path("c.wav").read_bytes() != Path("a.wav").read_bytes()
+    # --save-voice keeps the voice used: with --voice, that voice itself (issue 4's long-form rule).
+    assert_same_tokens("c.npz", "a.npz")
 
 
 def test_no_split_cuts_with_a_warning(model):
@@ -208,8 +213,29 @@ def test_empty_or_missing_text_file(model):
     assert_bad_input(say(model, "-f", "nowhere.txt", "-o", "a.wav"), "cannot read nowhere.txt", ["empty.txt"])
 
 
-def test_text_over_the_window(model):
-    assert_bad_input(say(model, "word " * 300, "-o", "a.wav"), "the text is 300 tokens")
+def test_text_over_the_window_is_split_into_segments(model):
+    result = say(model, "word " * 300, "-o", "long.wav", "--json", "--gap", "0.5", "--batch-size", "2",
+                 "--max-segment-chars", "2000")  # the 256-token window alone splits it
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["segments"] == 2 and report["semantic_tokens"] == 2 * TOKENS
+    assert sf.info("long.wav").frames == 2 * expected_samples(TOKENS) + 12_000  # one 0.5 s gap
+
+
+def test_dry_run_prints_segments_and_writes_nothing(model):
+    text = "First sentence here. " * 30
+    result = say(model, text, "--dry-run", "--max-segment-chars", "100", "--json")
+    assert result.exit_code == 0, result.output
+    segments = json.loads(result.stdout)["segments"]
+    assert len(segments) >= 6 and all(len(s["text"]) <= 100 and 0 < s["tokens"] <= 256 for s in segments)
+    assert " ".join(s["text"] for s in segments) == " ".join(text.split())
+    plain = say(model, text, "--dry-run", "--max-segment-chars", "100")
+    assert plain.exit_code == 0 and len(plain.stdout.splitlines()) == len(segments)
+    assert list(Path(".").glob("*.wav")) == []
+
+
+def test_bad_batch_size(model):
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--batch-size", "zero"), "batch-size")
 
 
 def test_unwritable_output(model):
@@ -251,7 +277,7 @@ def test_failures_while_generating_exit_1(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli.Bark, "load", boom)
+    monkeypatch.setattr(Bark, "load", boom)
     result = run("say", "Hi.", "-o", "a.wav")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -262,7 +288,7 @@ def test_failures_while_generating_exit_1(monkeypatch):
     def fails(*args, **kwargs):
         raise GenerationError("the coarse stage produced nothing", "try another seed")
 
-    monkeypatch.setattr(cli.Bark, "load", fails)
+    monkeypatch.setattr(Bark, "load", fails)
     result = run("say", "Hi.", "-o", "a.wav")
     assert result.exit_code == 1
     assert result.stderr == "error: the coarse stage produced nothing (try another seed)\n"
@@ -430,14 +456,14 @@ def test_help_everywhere_with_an_example(command):
 
 def test_version():
     result = run("--version")
-    assert result.exit_code == 0 and result.stdout.strip() == f"bark-cli {cli.__version__}"
+    assert result.exit_code == 0 and result.stdout.strip() == f"bark-cli {__version__}"
 
 
 def test_stage_bars_draw_on_a_terminal():
     from rich.console import Console
 
     sink = io.StringIO()
-    with cli.StageBars(Console(file=sink, force_terminal=True, width=100)) as bars:
+    with StageBars(Console(file=sink, force_terminal=True, width=100)) as bars:
         for stage, total in (("semantic", 768), ("coarse", 30), ("fine", 2), ("decode", 1)):
             for done in range(1, min(total, 12) + 1):
                 bars(stage, done, total)
