@@ -127,13 +127,16 @@ class Output:
 class StageBars:
     """One Rich bar per generation stage, fed by the library's progress(stage, done, total)."""
 
-    LABELS = {"semantic": "semantic tokens", "coarse": "coarse tokens", "fine": "fine windows", "decode": "decode"}
+    LABELS = {"semantic": "semantic tokens", "coarse": "coarse tokens", "fine": "fine windows", "decode": "decode",
+              "segments": "segments"}
 
     def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         self.progress = Progress(TextColumn("{task.description:<15}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, redirect_stdout=False, redirect_stderr=False)
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                                 redirect_stdout=False, redirect_stderr=False)
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "StageBars":
@@ -149,6 +152,11 @@ class StageBars:
         for task in self.tasks.values():
             done = self.progress.tasks[task].completed
             self.progress.update(task, total=max(done, 1), completed=max(done, 1))
+
+    def items(self, total: int):
+        """A bar over a batch's items (with its ETA); returns a function taking the count done."""
+        task = self.progress.add_task("items", total=total)
+        return lambda done: self.progress.update(task, completed=done)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self.tasks:

@@ -1,0 +1,161 @@
+"""`bark batch`: speak many texts into many files; resumable, shardable, one bad item never stops it."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import batch as runner
+from ..errors import InputError, OutputError
+from .common import (
+    LONG, OUTPUT, Attention, AttentionOpt, BatchSizeOpt, CoarseTemperatureOpt, DEFAULT_MODEL, DeviceOpt, Dtype,
+    DtypeOpt, FineTemperatureOpt, MaxSemanticTokensOpt, MinEosPOpt, ModelOpt, OffloadOpt, OverwriteOpt, Output,
+    QuantizeOpt, QuietOpt, RevisionOpt, SeedOpt, SemanticTemperatureOpt, Subtype, TemperatureOpt, TopKOpt, TopPOpt,
+    VoiceOpt, app, examples, load_model, parse_batch_size,
+)
+
+BATCH_EXAMPLES = examples(
+    "bark batch lines.txt --output-dir out",
+    "bark batch chapters/*.txt --whole-file --output-dir book --template {stem}.flac --voice v2/en_speaker_6",
+    "bark batch corpus.jsonl --output-dir wavs --report report.jsonl --shard 0/4",
+    "seq 0 3 | xargs -P 4 -I K bark batch corpus.jsonl --output-dir wavs --shard K/4 -q",
+)
+
+
+@app.command(epilog=BATCH_EXAMPLES)
+def batch(
+    inputs: Annotated[list[str], typer.Argument(
+        help="Text files (one utterance per line), .jsonl files, or - for stdin.", show_default=False)],
+    output_dir: Annotated[Path, typer.Option(
+        "--output-dir", "-d", help="Folder for the audio files (created if missing).", file_okay=False,
+        rich_help_panel=OUTPUT, show_default=False)],
+    template: Annotated[str, typer.Option(
+        help="File name of an item without an output of its own: {index}, {stem} (input file name), {line}.",
+        rich_help_panel=OUTPUT)] = runner.DEFAULT_TEMPLATE,
+    whole_file: Annotated[bool, typer.Option(
+        "--whole-file", help="Each text file is one long item (split into segments), not one item per line.")] = False,
+    jsonl: Annotated[bool | None, typer.Option(
+        "--jsonl/--text", help="Read inputs as JSONL or as text; default: by extension (.jsonl, .ndjson).",
+        show_default=False)] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Write one JSON line per item: status, path, seconds of audio, seed, error.", dir_okay=False,
+        rich_help_panel=OUTPUT, show_default=False)] = None,
+    shard: Annotated[str | None, typer.Option(
+        help="K/N: only the items whose index modulo N is K (spread a corpus over N jobs).",
+        show_default=False)] = None,
+    overwrite: OverwriteOpt = False,
+    subtype: Annotated[Subtype | None, typer.Option(
+        case_sensitive=False, help="Sample format of .wav/.flac (default PCM_16).", show_default=False,
+        rich_help_panel=OUTPUT)] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    revision: RevisionOpt = None,
+    voice: VoiceOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    semantic_temperature: SemanticTemperatureOpt = None,
+    coarse_temperature: CoarseTemperatureOpt = None,
+    fine_temperature: FineTemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    min_eos_p: MinEosPOpt = None,
+    max_semantic_tokens: MaxSemanticTokensOpt = None,
+    gap: Annotated[float, typer.Option(min=0, help="Seconds of silence between segments of a long item.",
+                                       rich_help_panel=LONG)] = 0.25,
+    batch_size: BatchSizeOpt = "auto",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = Dtype.auto,
+    offload: OffloadOpt = False,
+    attention: AttentionOpt = Attention.auto,
+    quantize: QuantizeOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Speak many texts, one audio file each.
+
+    Items whose output file already exists are skipped (every file is written under a temporary name
+    and renamed, so an existing file is complete): rerun a killed batch to finish it. A failing item
+    is reported and the rest go on. Exit 0 when every item succeeded or was skipped, 1 when any
+    failed, 2 for bad usage.
+
+    JSONL lines are objects {"text": ..., "output": ..., "voice": ..., "seed": ...}; only text is
+    required, and output is relative to --output-dir, which it may not leave.
+    """
+    out = Output(quiet)
+    shard_k_n = runner.parse_shard(shard)
+    size = parse_batch_size(batch_size)
+    subtype_name = subtype.value if subtype else None
+    if "-" in inputs and sys.stdin.isatty():
+        raise InputError("- reads stdin, which is a terminal", "pipe the text in, or name a file")
+    items = runner.read_items(inputs, whole_file=whole_file, jsonl=jsonl, stdin=sys.stdin)
+    if not items:
+        raise InputError("the inputs hold no text", "give files with at least one non-empty line")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}", "pick a folder you can write to") from None
+    items = runner.select_shard(runner.plan_outputs(items, output_dir, template), shard_k_n)
+
+    bark, _ = load_model(out, model, revision, device, dtype, offload, attention, quantize)
+    options = dict(temperature=temperature, semantic_temperature=semantic_temperature,
+                   coarse_temperature=coarse_temperature, fine_temperature=fine_temperature, top_k=top_k,
+                   top_p=top_p, min_eos_p=min_eos_p, max_semantic_tokens=max_semantic_tokens)
+    voices: dict[str | None, object] = {}
+
+    def voice_of(item: runner.Item):
+        name = item.voice or voice
+        if name not in voices:
+            voices[name] = bark.resolve_voice(name)
+        return voices[name]
+
+    def one_segment(item: runner.Item) -> bool:
+        return len(bark.split(item.text)) == 1
+
+    def group_key(item: runner.Item):
+        # Items with a seed of their own run alone so that the seed means what it says; long
+        # items run alone too (their segments form their own batches).
+        if item.seed is not None or not one_segment(item):
+            return None
+        return ("voice", item.voice or voice)
+
+    def item_seed(item: runner.Item) -> int | None:
+        if item.seed is not None:
+            return item.seed
+        return None if seed is None else seed + item.index
+
+    def speak_group(group: list[runner.Item]):
+        prompt = voice_of(group[0])
+        if len(group) == 1:
+            speech = bark.speak(group[0].text, voice=prompt, gap=gap, batch_size=size, seed=item_seed(group[0]),
+                                progress=stage_progress, **options)
+            return [(speech, speech.seed)]
+        made = bark.generate_batch([item.text for item in group], voice=prompt, seed=item_seed(group[0]),
+                                   progress=stage_progress, **options)
+        return [(generation, generation.seed) for generation in made]
+
+    with contextlib.ExitStack() as stack:
+        report_file = None
+        if report is not None:
+            try:
+                report_file = stack.enter_context(open(report, "a", encoding="utf-8"))
+            except OSError as exc:
+                raise OutputError(f"cannot write {report}: {exc.strerror or exc}", "pick a writable --report path") from None
+        bars = stack.enter_context(out.stages())
+        items_bar = bars.items(len(items)) if bars else None
+        stage_progress = bars
+
+        def on_item(outcome: runner.Outcome, done: int, total: int) -> None:
+            if items_bar:
+                items_bar(done)
+            if outcome.status == "failed":
+                where = f"{outcome.source}:{outcome.line}" if outcome.line else outcome.source
+                out.warning(f"item {outcome.index} ({where}) failed: {outcome.error}")
+
+        summary = runner.run_batch(speak_group, items, group_key=group_key, batch_size=size or bark.auto_batch_size(),
+                                   overwrite=overwrite, subtype=subtype_name, report=report_file, on_item=on_item)
+    out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.failed} failed "
+             f"of {len(items)} item(s) in {output_dir}")
+    if summary.failed:
+        raise typer.Exit(1)
