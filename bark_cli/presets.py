@@ -17,7 +17,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .audio import replace_atomically
 from .config import GenerationConfig
 from .errors import OutputError, PresetError
 
@@ -117,17 +117,12 @@ def save_voice(voice: VoicePrompt, path: str | os.PathLike) -> Path:
     """Write a voice `.npz` atomically (temporary file beside the target, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append .npz to a name
             np.savez(handle, **voice.as_dict())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; a voice file is not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    replace_atomically(path, write)
     return path
 
 
