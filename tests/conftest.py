@@ -27,3 +27,11 @@ def hf_tiny(tiny_checkpoint):
     from transformers import BarkModel
 
     return BarkModel.from_pretrained(tiny_checkpoint).eval()
+
+
+@pytest.fixture(scope="session")
+def bark(tiny_checkpoint):
+    """Our pipeline on the tiny checkpoint, float32 on the CPU, loaded once."""
+    from bark_cli import Bark
+
+    return Bark.load(tiny_checkpoint, device="cpu", dtype="float32")

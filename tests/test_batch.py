@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from bark_cli import Bark
 from bark_cli.generation import Sampling, generate_coarse, generate_fine, generate_semantic
 from bark_cli.presets import load_voice_file
 from tiny_bark import REFERENCE
 
 GREEDY = Sampling(temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def bark(tiny_checkpoint):
-    return Bark.load(tiny_checkpoint, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")

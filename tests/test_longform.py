@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bark_cli import Bark
 from bark_cli.errors import InputError
 from bark_cli.presets import load_voice_file
 from tiny_bark import REFERENCE
@@ -16,11 +15,6 @@ STORY = (
     "One day a cloud came down to talk. The dog was so surprised it forgot to bark."
 )
 FAST = dict(temperature=0.0, max_semantic_tokens=10, min_eos_p=0)
-
-
-@pytest.fixture(scope="module")
-def bark(tiny_checkpoint):
-    return Bark.load(tiny_checkpoint, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")

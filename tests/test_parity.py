@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from bark_cli import Bark
 from bark_cli.generation import semantic_prefix
 from bark_cli.presets import load_voice_file
 from tiny_bark import REFERENCE
@@ -17,11 +16,6 @@ TEXTS = {
     "cjk": "你好，世界。今天天气很好。",
     "two-tokens": "Hello world",
 }
-
-
-@pytest.fixture(scope="module")
-def bark(tiny_checkpoint):
-    return Bark.load(tiny_checkpoint, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""CUDA paths: half precision, flash attention, offload. They run where a GPU is present."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bark_cli import Bark
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+OPTIONS = dict(temperature=0.0, max_semantic_tokens=32, min_eos_p=0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_generation(bark, tiny_checkpoint, dtype):
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype=dtype)
+    reference = bark.generate("Hello there, my friend!", **OPTIONS)
+    result = gpu.generate("Hello there, my friend!", **OPTIONS)
+    assert np.isfinite(result.audio).all() and result.audio.shape == reference.audio.shape
+    assert np.mean(result.semantic_tokens == reference.semantic_tokens) >= 0.5
+
+
+def test_float32_on_cuda_matches_the_cpu(bark, tiny_checkpoint):
+    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype="float32", attention="math")
+    reference = bark.generate("Hello world", **OPTIONS)
+    result = gpu.generate("Hello world", **OPTIONS)
+    np.testing.assert_array_equal(result.fine_tokens, reference.fine_tokens)
+
+
+def test_flash_attention(tiny_checkpoint):
+    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", attention="flash")
+    result = gpu.generate("Hello world", **OPTIONS)
+    assert np.isfinite(result.audio).all()
+
+
+def test_offload_keeps_idle_models_on_the_cpu_and_lowers_peak_memory(tiny_checkpoint):
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    resident = Bark.load(tiny_checkpoint, device="cuda", dtype="float16")
+    resident.generate("Hello world", **OPTIONS)
+    peak_resident = torch.cuda.max_memory_allocated()
+    del resident
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    offloaded = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", offload=True)
+    assert all(next(m.parameters()).device.type == "cpu" for m in offloaded._modules())
+    offloaded.generate("Hello world", **OPTIONS)
+    assert all(next(m.parameters()).device.type == "cpu" for m in offloaded._modules())
+    assert torch.cuda.max_memory_allocated() < peak_resident
+
+
+def test_int8_on_cuda(tiny_checkpoint):
+    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", quantize="int8")
+    assert np.isfinite(gpu.generate("Hello world", **OPTIONS).audio).all()

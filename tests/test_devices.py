@@ -1,0 +1,66 @@
+"""Device, precision, attention and offload choices (CPU side; CUDA runs are in test_cuda.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bark_cli import Bark
+from bark_cli.errors import DeviceError
+from bark_cli.pipeline import check_attention, pick_device, pick_dtype
+
+
+def test_auto_picks_what_the_machine_has():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device("auto").type == expected
+    assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+    assert pick_dtype("auto", torch.device("cuda")) == torch.float16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_missing_cuda_is_a_clear_error(name):
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        pick_device(name)
+
+
+@pytest.mark.parametrize("name,message", [("tpu", "unknown device"), ("vulkan", "unsupported device")])
+def test_unknown_devices(name, message):
+    with pytest.raises(DeviceError, match=message):
+        pick_device(name)
+
+
+def test_flash_attention_needs_cuda_and_half_precision():
+    with pytest.raises(DeviceError, match="flash attention needs a CUDA device"):
+        check_attention("flash", torch.device("cpu"), torch.float16)
+    with pytest.raises(DeviceError, match="flash attention needs a CUDA device"):
+        check_attention("flash", torch.device("cuda"), torch.float32)
+    assert check_attention("flash", torch.device("cuda"), torch.bfloat16) == "flash"
+    with pytest.raises(DeviceError, match="unknown attention"):
+        check_attention("xformers", torch.device("cpu"), torch.float32)
+
+
+def test_math_attention_gives_the_same_tokens(bark, tiny_checkpoint):
+    math_bark = Bark.load(tiny_checkpoint, device="cpu", dtype="float32", attention="math")
+    options = dict(temperature=0.0, max_semantic_tokens=16, min_eos_p=0)
+    a = bark.generate("Hello world", **options)
+    b = math_bark.generate("Hello world", **options)
+    np.testing.assert_array_equal(a.fine_tokens, b.fine_tokens)
+
+
+def test_bfloat16_on_cpu_runs_and_stays_close(bark, tiny_checkpoint):
+    half = Bark.load(tiny_checkpoint, device="cpu", dtype="bfloat16")
+    assert half.weights.semantic.lm_head.weight.dtype == torch.bfloat16
+    options = dict(temperature=0.0, max_semantic_tokens=24, min_eos_p=0)
+    a = bark.generate("Hello world", **options)
+    b = half.generate("Hello world", **options)
+    assert np.isfinite(b.audio).all() and b.audio.shape == a.audio.shape
+    assert np.mean(a.semantic_tokens == b.semantic_tokens) >= 0.5
+
+
+def test_offload_is_a_no_op_on_the_cpu(tiny_checkpoint):
+    offloaded = Bark.load(tiny_checkpoint, device="cpu", dtype="float32", offload=True)
+    assert offloaded.offload is False
+    result = offloaded.generate("Hi", temperature=0.0, max_semantic_tokens=8)
+    assert len(result.audio) > 0
