@@ -89,7 +89,8 @@ class BenchOptions:
     tokens: Sequence[int] = (150,)  # exact semantic tokens per item, one measurement each
     batch_size: int = 1  # items per bark-cli batch; transformers runs them one by one
     device: str = "cpu"
-    dtype: str = "float32"  # bark-cli's GPT stages (the codec stays float32)
+    dtype: str = "float32"  # bark-cli's GPT stages (the codec stays float32); "auto" as in Bark.load
+    quantize: str | None = None  # "int8": bark-cli's semantic and coarse weights as int8 (as Bark.load)
     attention: str = "auto"
     compare_transformers: bool = False
     transformers_dtype: str | None = None  # None: float32 on the CPU, else the same as ours
@@ -134,14 +135,16 @@ class RunResult:
     sample_rate: int
     seconds: dict[str, float]  # semantic, coarse, fine, decode, total (median of the repeats)
     runs: list[dict[str, float]] = field(default_factory=list)  # every repeat's seconds
-    calls: int = 1  # generate calls per measurement (transformers one by one: batch_size)
-    scaled_from: int | None = None  # transformers: measured this many runs, scaled to batch_size
+    calls: int = 1  # generate calls the items take (transformers one by one: batch_size)
+    scaled_from: int | None = None  # one by one: only this many calls were timed, times scaled to `calls`
     semantic_step_seconds: float | None = None  # median decode step inside the real run
     rss_peak_bytes: int | None = None
     rss_start_bytes: int | None = None
     rss_peak_is_process_wide: bool = False  # the peak could not be reset before the run
     cuda_peak_bytes: int | None = None
     cuda_start_bytes: int | None = None
+    cpu_cores_used: float | None = None  # process CPU seconds / wall seconds; below the threads: contention
+    load_average: float | None = None  # the machine's 1-minute load average after a run (highest)
 
     @property
     def audio_seconds(self) -> float:
@@ -241,7 +244,7 @@ class BenchReport:
     options: BenchOptions
     environment: dict[str, Any]
     model: dict[str, Any]
-    bandwidth_bytes_per_s: float | None
+    bandwidth: Bandwidth | None
     floors: list[DecodeFloor]
     results: list[Comparison]
     notes: list[str] = field(default_factory=list)
@@ -253,7 +256,8 @@ class BenchReport:
             "options": options,
             "environment": self.environment,
             "model": self.model,
-            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "bandwidth": None if self.bandwidth is None else {
+                **asdict(self.bandwidth), "floor_bytes_per_s": self.bandwidth.floor_bytes_per_s},
             "decode_floor": [f.to_dict() for f in self.floors],
             "results": [r.to_dict() for r in self.results],
             "notes": list(self.notes),
@@ -403,20 +407,15 @@ def random_weights(config: BarkConfig, gen: GenerationConfig, dtype: torch.dtype
 
 
 def count_parameters(module: torch.nn.Module) -> int:
-    seen, total = set(), 0
-    for p in module.parameters():
-        if p.data_ptr() not in seen:
-            seen.add(p.data_ptr())
-            total += p.numel()
-    return total
+    return sum(p.numel() for p in module.parameters())  # tied parameters are yielded once
 
 
 def weights_bytes(weights: checkpoint.BarkWeights) -> int:
     seen, total = set(), 0
     for module in (weights.semantic, weights.coarse, weights.fine, weights.codec):
         for t in (*module.parameters(), *module.buffers()):
-            if t.data_ptr() not in seen:
-                seen.add(t.data_ptr())
+            if id(t) not in seen:
+                seen.add(id(t))
                 total += t.numel() * t.element_size()
     return total
 
@@ -456,7 +455,8 @@ def _peak_rss() -> int | None:
 
 
 class MemoryProbe:
-    """Peak RSS (reset per run where Linux allows) and, on CUDA, peak allocated memory."""
+    """Peak RSS (reset per run where Linux allows) and, on CUDA, peak allocated memory; also the
+    process's CPU time over the run, which shows when other processes took the cores."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -473,10 +473,14 @@ class MemoryProbe:
             self.start_cuda = torch.cuda.memory_allocated(self.device)
         self.process_wide = not _reset_peak_rss()
         self.start_rss = _proc_status("VmRSS")
+        self.start_cpu = time.process_time()
+        self.start_wall = time.perf_counter()
 
     def stop(self) -> dict[str, Any]:
         out = {"rss_peak_bytes": _peak_rss(), "rss_start_bytes": self.start_rss,
-               "rss_peak_is_process_wide": self.process_wide}
+               "rss_peak_is_process_wide": self.process_wide,
+               "cpu_seconds": time.process_time() - self.start_cpu, "wall_seconds": time.perf_counter() - self.start_wall,
+               "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             out["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(self.device)
@@ -493,25 +497,60 @@ def _merge_memory(runs: list[dict[str, Any]]) -> dict[str, Any]:
         top = max(cuda, key=lambda m: m["cuda_peak_bytes"])
         out["cuda_peak_bytes"], out["cuda_start_bytes"] = top["cuda_peak_bytes"], top["cuda_start_bytes"]
     out["rss_peak_is_process_wide"] = any(m.get("rss_peak_is_process_wide") for m in runs)
+    # CPU time over wall time, in cores (at most the thread count when nothing else ran)
+    out["cpu_cores_used"] = sum(m["cpu_seconds"] for m in runs) / sum(m["wall_seconds"] for m in runs)
+    out.pop("cpu_seconds"), out.pop("wall_seconds")
+    loads = [m["load_average"] for m in runs if m.get("load_average") is not None]
+    out["load_average"] = max(loads) if loads else None
     return out
 
 
-def measure_bandwidth(device: torch.device, megabytes: int = 512, repeats: int = 5) -> float:
-    """Memory bandwidth in bytes read per second: the best of `repeats` copies of a float32
-    tensor of `megabytes` (bytes read = its size)."""
-    n = max(1, megabytes * 2**20 // 4)
+@dataclass
+class Bandwidth:
+    """Memory bandwidth measured on a float32 tensor of `megabytes`, best of several tries.
+
+    `copy`: the issue's measure, `dst.copy_(src)`, counting the bytes read (the tensor's size);
+    a copy also writes as much, so it understates what reads alone reach. `sum`: a reduction,
+    which only reads. `matvec`: one row times the tensor seen as a (N, 1024) weight matrix, which
+    is what a decode step does with its weights (on the CPU here it reads fastest). The floor of
+    a decode step uses the highest rate memory was seen to move at, so that it is a true lower
+    bound.
+    """
+
+    megabytes: int
+    copy_bytes_per_s: float
+    sum_bytes_per_s: float
+    matvec_bytes_per_s: float
+
+    @property
+    def floor_bytes_per_s(self) -> float:
+        return max(self.sum_bytes_per_s, self.matvec_bytes_per_s, 2 * self.copy_bytes_per_s)
+
+
+@torch.inference_mode()
+def measure_bandwidth(device: torch.device, megabytes: int = 512, repeats: int = 5) -> Bandwidth:
+    """Copy, sum and matrix-vector bandwidth on `device` (see Bandwidth)."""
+    n = max(1024, megabytes * 2**20 // 4 // 1024 * 1024)
     src = torch.ones(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)  # touch every page first
-    best = math.inf
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        dst.copy_(src)
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    del src, dst
-    return n * 4 / best
+    matrix, row = src.view(-1, 1024), torch.ones(1, 1024, device=device)
+
+    def best(fn) -> float:
+        fn()
+        fastest = math.inf
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            fastest = min(fastest, time.perf_counter() - start)
+        return fastest
+
+    copy = best(lambda: dst.copy_(src))
+    total = best(lambda: src.sum())
+    matvec = best(lambda: torch.nn.functional.linear(row, matrix))
+    return Bandwidth(megabytes, n * 4 / copy, n * 4 / total, n * 4 / matvec)
 
 
 def decode_step_bytes(model: GPT) -> int:
@@ -522,9 +561,9 @@ def decode_step_bytes(model: GPT) -> int:
     position_table = model.position_embeds_layer.weight
     seen, total = set(), 0
     for t in (*model.parameters(), *model.buffers()):
-        if t.data_ptr() in seen:
+        if id(t) in seen:
             continue
-        seen.add(t.data_ptr())
+        seen.add(id(t))
         if t is token_table:
             continue
         if t is position_table:
@@ -537,13 +576,15 @@ def decode_step_bytes(model: GPT) -> int:
 def kv_step_bytes(model: GPT, batch: int, position: int) -> int:
     """KV cache a decode step at `position` reads (keys and values of every earlier position)."""
     c = model.config
-    return 2 * c.num_layers * batch * position * c.hidden_size * model.lm_head.weight.element_size()
+    activations = model.position_embeds_layer.weight  # the activation dtype (linears may be int8)
+    return 2 * c.num_layers * batch * position * c.hidden_size * activations.element_size()
 
 
 @torch.inference_mode()
 def time_decode_steps(model: GPT, batch: int, position: int, steps: int, device: torch.device) -> float:
-    """Seconds of one decode step (a one-token forward with the KV cache) at `position`, timed
-    directly over `steps` steps after a prefill of `position` tokens."""
+    """Seconds of one decode step (a one-token forward with the KV cache) at `position`: the
+    median of `steps` steps timed one by one after a prefill of `position` tokens (the median
+    shrugs off a step that another process slowed down)."""
     steps = max(1, min(steps, model.config.block_size - position - 4))
     with generation.kv_cache(model, batch):
         prompt = torch.zeros(batch, position, dtype=torch.long, device=device)
@@ -551,12 +592,14 @@ def time_decode_steps(model: GPT, batch: int, position: int, steps: int, device:
         token = torch.zeros(batch, 1, dtype=torch.long, device=device)
         for i in range(3):  # warm-up steps
             model(ids=token, start=position + i)
-        _sync(device)
-        start = time.perf_counter()
+        times = []
         for i in range(steps):
+            _sync(device)
+            start = time.perf_counter()
             model(ids=token, start=position + 3 + i)
-        _sync(device)
-        return (time.perf_counter() - start) / steps
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
 
 
 def _median_step(stamps: list[float]) -> float | None:
@@ -686,6 +729,22 @@ def _run_transformers(hf, text_ids: list[int], n_tokens: int, batch: int, seed: 
     return dict(counts=counts, seconds=seconds, step=_median_step(stamper.stamps), sample_rate=gen.sample_rate)
 
 
+@contextlib.contextmanager
+def _quiet_transformers(active: bool):
+    """transformers' generation warnings (unused sampling flags and the like) off while it runs."""
+    if not active:
+        yield
+        return
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
 def _summarize(name: str, dtype: str, batch: int, runs: list[dict[str, Any]], memory: list[dict[str, Any]],
                gen: GenerationConfig, calls: int = 1, scale: float = 1.0,
                scaled_from: int | None = None) -> RunResult:
@@ -750,14 +809,28 @@ def _to(weights: checkpoint.BarkWeights, device: torch.device | str) -> None:
 def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchReport:
     """Run the benchmark. `status` receives one line per step (for a spinner or a log); nothing
     is printed. Raises InputError / DeviceError / CheckpointError / GenerationError / BarkError."""
-    from .pipeline import DTYPES, Bark, check_attention, pick_device, pick_dtype
-
     options.validate()
-    say = status or (lambda message: None)
+    threads = torch.get_num_threads()
     if options.threads:
         torch.set_num_threads(options.threads)
+    try:
+        return _run(options, status or (lambda message: None))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(options: BenchOptions, say: Status) -> BenchReport:
+    from .pipeline import DTYPES, QUANTIZATIONS, Bark, check_attention, pick_device, pick_dtype
+
     device = pick_device(options.device)
-    dtype = pick_dtype(options.dtype, device)
+    if options.quantize not in QUANTIZATIONS:
+        raise DeviceError(f"unknown quantization {options.quantize!r}", "use int8, or leave it out")
+    requested = options.dtype
+    if options.quantize and requested == "auto" and device.type == "cpu":
+        requested = "bfloat16"  # as Bark.load
+    dtype = pick_dtype(requested, device)
+    if options.quantize and dtype == torch.float32:
+        raise DeviceError("int8 weights need bfloat16 or float16 activations", "add --dtype bfloat16")
     check_attention(options.attention, device, dtype)
     dtype_name = next(k for k, v in DTYPES.items() if v == dtype)
     hf_dtype_name = options.transformers_dtype or ("float32" if device.type == "cpu" else dtype_name)
@@ -773,9 +846,6 @@ def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchR
         transformers_version = import_transformers().__version__
 
     bandwidth = None
-    if options.bandwidth_mb > 0:
-        say(f"measuring copy bandwidth ({options.bandwidth_mb} MB)")
-        bandwidth = measure_bandwidth(device, options.bandwidth_mb)
 
     # Weights: one set, shared by both implementations.
     random = options.config in SIZES
@@ -808,16 +878,70 @@ def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchR
             say(f"loading {options.config} into transformers")
             hf = BarkModel.from_pretrained(folder, dtype=torch.float32).eval()
             hf.generation_config = transformers_generation_config(gen)
+    if options.quantize == "int8":
+        from .models.quantize import quantize_int8
+
+        say("quantizing bark-cli's semantic and coarse weights to int8")
+        quantize_int8(weights.semantic, dtype)
+        quantize_int8(weights.coarse, dtype)
     text = options.text
     text_ids = list(tokenizer.encode(text))
 
     model_info = _model_info(options.config, weights, random)
+    model_info["dtype"] = dtype_name
+    model_info["quantize"] = options.quantize
     bark = Bark(weights, tokenizer, folder, device, dtype, offload=False, attention=options.attention,
                 model_id=options.config)
 
-    # The bandwidth floor of a decode step, and the step timed directly, per GPT stage.
+    # On the CPU, with a per-run peak RSS, each bark-cli run is followed by its transformers run,
+    # so both see the same load from other processes. Elsewhere bark-cli runs first, every token
+    # count, then transformers (the device holds one implementation at a time, and a
+    # process-wide peak can never charge transformers' memory to bark-cli).
+    interleave = hf is not None and device.type == "cpu" and _reset_peak_rss()
+    hf_batch = batch if options.transformers_batched else 1
+    sequential = hf is not None and not options.transformers_batched and batch > 1
+    calls = min(options.transformers_runs or batch, batch) if sequential else 1
+
+    def ours_once(n: int, r: int):
+        say(f"bark-cli: {n} tokens, batch {batch}, run {r + 1}/{options.repeats}")
+        probe = MemoryProbe(device)
+        probe.start()
+        run = _run_ours(bark, text, n, batch, options.seed + r)
+        return run, probe.stop()
+
+    def hf_once(n: int, r: int):
+        probe = MemoryProbe(device)
+        probe.start()
+        parts = []
+        for c in range(calls):
+            say(f"transformers: {n} tokens, batch {hf_batch}, run {r + 1}/{options.repeats}"
+                + (f", item {c + 1}/{calls}" if calls > 1 else ""))
+            parts.append(_run_transformers(hf, text_ids, n, hf_batch, options.seed + r * calls + c, device))
+        memory = probe.stop()
+        summed = dict(parts[0])
+        summed["seconds"] = {k: sum(p["seconds"][k] for p in parts) for k in (*STAGES, "total")}
+        steps = [p["step"] for p in parts if p["step"] is not None]
+        summed["step"] = statistics.median(steps) if steps else None
+        return summed, memory
+
+    def ours_warmup():
+        say(f"bark-cli warm-up ({options.warmup_tokens} tokens, batch {batch})")
+        _run_ours(bark, text, options.warmup_tokens, batch, options.seed)
+
+    def hf_warmup():
+        say(f"transformers warm-up ({options.warmup_tokens} tokens, batch {hf_batch})")
+        _run_transformers(hf, text_ids, options.warmup_tokens, hf_batch, options.seed, device)
+
     floors: list[DecodeFloor] = []
-    if bandwidth:
+
+    def time_floors() -> None:
+        """Memory bandwidth, the floor of a decode step it implies, and the step timed directly,
+        per GPT stage; right before the timed runs, after the warm-ups."""
+        nonlocal bandwidth
+        if options.bandwidth_mb <= 0:
+            return
+        say(f"measuring memory bandwidth ({options.bandwidth_mb} MB)")
+        bandwidth = measure_bandwidth(device, options.bandwidth_mb)
         longest = max(tokens)
         coarse_tokens = generation.coarse_steps(longest, gen)
         positions = {
@@ -831,7 +955,7 @@ def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchR
             model = getattr(weights, stage)
             position = min(positions[stage], model.config.block_size - 8)
             floor = DecodeFloor(stage, batch, decode_step_bytes(model), kv_step_bytes(model, batch, position),
-                                position, bandwidth)
+                                position, bandwidth.floor_bytes_per_s)
             if options.decode_steps > 0:
                 say(f"timing {options.decode_steps} {stage} decode steps")
                 try:
@@ -842,66 +966,62 @@ def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchR
                     notes.append(f"{stage} decode step not timed: {floor.error}")
             floors.append(floor)
 
-    # bark-cli first, every token count; then transformers.
-    ours_results: dict[int, RunResult] = {}
-    if options.warmup:
-        say(f"bark-cli warm-up ({options.warmup_tokens} tokens, batch {batch})")
-        _run_ours(bark, text, options.warmup_tokens, batch, options.seed)
-    for n in tokens:
-        runs, memory = [], []
-        for r in range(options.repeats):
-            say(f"bark-cli: {n} tokens, batch {batch}, run {r + 1}/{options.repeats}")
-            probe = MemoryProbe(device)
-            probe.start()
-            runs.append(_run_ours(bark, text, n, batch, options.seed + r))
-            memory.append(probe.stop())
-        ours_results[n] = _summarize("bark-cli", dtype_name, batch, runs, memory, gen)
+    measured: dict[tuple[str, int], list] = {}
 
-    hf_results: dict[int, RunResult] = {}
-    if hf is not None:
-        if device.type != "cpu":
-            _to(weights, "cpu")  # give the device to transformers
-        hf.to(device=device, dtype=hf_dtype)
-        hf_batch = batch if options.transformers_batched else 1
-        calls = 1 if options.transformers_batched else (options.transformers_runs or batch)
-        calls = min(calls, batch)
-        import transformers
+    def measure(name: str, n: int, r: int) -> None:
+        measured.setdefault((name, n), []).append((ours_once if name == "ours" else hf_once)(n, r))
 
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()
-        try:
+    with _quiet_transformers(hf is not None):
+        if interleave:
+            hf.to(dtype=hf_dtype)
             if options.warmup:
-                say(f"transformers warm-up ({options.warmup_tokens} tokens)")
-                _run_transformers(hf, text_ids, options.warmup_tokens, hf_batch, options.seed, device)
+                ours_warmup()
+                hf_warmup()
+            time_floors()
             for n in tokens:
-                runs, memory = [], []
                 for r in range(options.repeats):
-                    probe = MemoryProbe(device)
-                    probe.start()
-                    parts = []
-                    for c in range(calls):
-                        say(f"transformers: {n} tokens, batch {hf_batch}, run {r + 1}/{options.repeats}"
-                            + (f", item {c + 1}/{calls}" if calls > 1 else ""))
-                        parts.append(_run_transformers(hf, text_ids, n, hf_batch, options.seed + r * calls + c, device))
-                    memory.append(probe.stop())
-                    summed = dict(parts[0])
-                    summed["seconds"] = {k: sum(p["seconds"][k] for p in parts) for k in (*STAGES, "total")}
-                    steps = [p["step"] for p in parts if p["step"] is not None]
-                    summed["step"] = statistics.median(steps) if steps else None
-                    runs.append(summed)
-                sequential = not options.transformers_batched and batch > 1
-                scale = batch / calls if sequential else 1.0
-                hf_results[n] = _summarize(
-                    "transformers", hf_dtype_name, batch, runs, memory, gen, calls=calls if sequential else 1,
-                    scale=scale, scaled_from=calls if sequential and calls < batch else None)
-                if sequential and calls < batch:
-                    notes.append(f"transformers at {n} tokens: {calls} sequential run(s) measured, times scaled "
-                                 f"to {batch} items")
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-            if device.type != "cpu":
-                hf.to("cpu")
-                _to(weights, device)
+                    measure("ours", n, r)
+                    measure("hf", n, r)
+        else:
+            if options.warmup:
+                ours_warmup()
+            time_floors()
+            for n in tokens:
+                for r in range(options.repeats):
+                    measure("ours", n, r)
+            if hf is not None:
+                if device.type != "cpu":
+                    _to(weights, "cpu")  # give the device to transformers
+                hf.to(device=device, dtype=hf_dtype)
+                try:
+                    if options.warmup:
+                        hf_warmup()
+                    for n in tokens:
+                        for r in range(options.repeats):
+                            measure("hf", n, r)
+                finally:
+                    if device.type != "cpu":
+                        hf.to("cpu")
+                        _to(weights, device)
+
+    ours_results: dict[int, RunResult] = {}
+    hf_results: dict[int, RunResult] = {}
+    for n in tokens:
+        runs, memory = zip(*measured[("ours", n)])
+        label = dtype_name + (f"+{options.quantize}" if options.quantize else "")
+        ours_results[n] = _summarize("bark-cli", label, batch, list(runs), list(memory), gen)
+        if hf is None:
+            continue
+        runs, memory = zip(*measured[("hf", n)])
+        hf_results[n] = _summarize(
+            "transformers", hf_dtype_name, batch, list(runs), list(memory), gen, calls=batch if sequential else 1,
+            scale=batch / calls if sequential else 1.0, scaled_from=calls if sequential and calls < batch else None)
+        if sequential and calls < batch:
+            notes.append(f"transformers at {n} tokens: {calls} of {batch} sequential runs timed, times scaled "
+                         f"to {batch} items")
+    order = "interleaved (bark-cli run, then its transformers run)" if interleave else "bark-cli first, then transformers"
+    if hf is not None:
+        notes.append(f"run order: {order}")
 
     results = []
     for n in tokens:
@@ -921,7 +1041,7 @@ def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchR
         notes.append("peak RSS could not be reset per run: it is the process-wide peak so far")
     env = _environment(device, transformers_version)
     return BenchReport(options=replace(options, tokens=list(tokens)), environment=env, model=model_info,
-                       bandwidth_bytes_per_s=bandwidth, floors=floors, results=results, notes=notes)
+                       bandwidth=bandwidth, floors=floors, results=results, notes=notes)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -956,11 +1076,15 @@ def format_report(report: BenchReport) -> list[str]:
     lines = []
     threads = f"{env['torch_threads']} thread(s)" if env["device"] == "cpu" else env["device_name"]
     lines.append(f"bark bench: {m['config']} ({m['weights']} weights, {m['weights_bytes'] / GiB:.2f} GiB), "
-                 f"{env['device']} {o.dtype}, {threads}, batch {o.batch_size}")
+                 f"{env['device']} {m.get('dtype', o.dtype)}" + (f" + {o.quantize} weights" if o.quantize else "")
+                 + f", {threads}, batch {o.batch_size}")
     lines.append(f"  {env['device_name']}; torch {env['torch']}"
                  + (f", transformers {env['transformers']}" if env.get("transformers") else ""))
-    if report.bandwidth_bytes_per_s:
-        lines.append(f"  copy bandwidth {report.bandwidth_bytes_per_s / 1e9:.1f} GB/s")
+    if report.bandwidth:
+        bw = report.bandwidth
+        lines.append(f"  memory bandwidth: copy {bw.copy_bytes_per_s / 1e9:.1f} GB/s (bytes read), "
+                     f"sum {bw.sum_bytes_per_s / 1e9:.1f} GB/s, matvec {bw.matvec_bytes_per_s / 1e9:.1f} GB/s; "
+                     f"the floor uses {bw.floor_bytes_per_s / 1e9:.1f} GB/s")
 
     for comp in report.results:
         ours, theirs = comp.ours, comp.transformers
@@ -974,7 +1098,8 @@ def format_report(report: BenchReport) -> list[str]:
         if theirs:
             tag = "transformers"
             if theirs.calls > 1:
-                tag += f" ({theirs.calls} runs)" if not theirs.scaled_from else f" ({theirs.scaled_from} runs, scaled)"
+                tag += (f" ({theirs.calls} runs)" if not theirs.scaled_from
+                        else f" ({theirs.calls} runs, {theirs.scaled_from} timed)")
             header += f"{tag:>22}  {'rate':<16}{'speedup':>8}"
         lines.append(header)
         rates_ours = ours.rates()
@@ -1003,10 +1128,17 @@ def format_report(report: BenchReport) -> list[str]:
                      + (f" vs {_ms(theirs.semantic_step_seconds)}" if theirs else ""))
         lines.append(f"  peak memory: bark-cli {_memory_line(ours)}"
                      + (f"; transformers {_memory_line(theirs)}" if theirs else ""))
+        if env["device"] == "cpu" and ours.cpu_cores_used is not None:
+            line = (f"  CPU cores used: {ours.cpu_cores_used:.2f}"
+                    + (f" vs {theirs.cpu_cores_used:.2f}" if theirs else "") + f" of {env['torch_threads']} thread(s)")
+            if ours.load_average is not None:
+                line += f"; load average {ours.load_average:.2f}" + (f" / {theirs.load_average:.2f}" if theirs else "")
+            lines.append(line)
 
     if report.floors:
         lines.append("")
-        lines.append(f"decode step vs bandwidth floor (batch {o.batch_size}, {o.dtype}):")
+        lines.append(f"decode step vs bandwidth floor (batch {o.batch_size}, {m.get('dtype', o.dtype)}"
+                     + (f" + {o.quantize}" if o.quantize else "") + "):")
         lines.append(f"  {'stage':<9}{'weights read':>13}{'floor':>10}{'measured':>11}{'ratio':>8}"
                      f"{'position':>10}{'+KV floor':>11}")
         for f in report.floors:
@@ -1016,4 +1148,4 @@ def format_report(report: BenchReport) -> list[str]:
                          f"{_ms(f.measured_seconds):>11}{ratio:>8}{f.position:>10}{_ms(kv_floor):>11}")
     for note in report.notes:
         lines.append(f"note: {note}")
-    return lines
+    return [line.rstrip() for line in lines]

@@ -4,6 +4,7 @@
     python bench/run.py --config bark-small --tokens 150 300 --compare-transformers
     python bench/run.py --config bark-small --tokens 150 --batch-size 8 --compare-transformers
     python bench/run.py --config suno/bark-small --dtype bfloat16 --json results.json
+    python bench/run.py --config bark-small --dtype bfloat16 --quantize int8 --tokens 150 --compare-transformers
 
 Prints a table per token count (seconds and rates per stage, real-time factor, peak memory,
 speedup = transformers seconds / bark-cli seconds) and the bandwidth floor of a decode step.
@@ -33,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="items in one bark-cli batch; transformers generates them one by one")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--dtype", default="float32", help="bark-cli's GPT stages: float32, bfloat16, float16")
+    p.add_argument("--quantize", default=None, choices=["int8"], help="int8 weights for bark-cli's semantic and coarse stages")
     p.add_argument("--attention", default="auto", help="auto, sdpa, flash or math")
     p.add_argument("--compare-transformers", action="store_true", help="also run transformers' BarkModel")
     p.add_argument("--transformers-dtype", default=None, help="default: float32 on the CPU, else --dtype")

@@ -12,7 +12,7 @@ import torch
 
 from bark_cli import bench
 from bark_cli.bench import BenchOptions, format_report, run_benchmark
-from bark_cli.errors import BarkError, InputError
+from bark_cli.errors import BarkError, DeviceError, InputError
 from bark_cli.models.gpt import GPT
 
 TOKENS = 12
@@ -57,8 +57,8 @@ def test_compare_transformers_counts_and_figures(compared):
 
 def test_decode_floor(compared):
     bw = compared.bandwidth
-    assert bw.copy_bytes_per_s > 0 and bw.read_bytes_per_s > 0
-    assert bw.floor_bytes_per_s >= max(bw.read_bytes_per_s, bw.copy_bytes_per_s)
+    assert min(bw.copy_bytes_per_s, bw.sum_bytes_per_s, bw.matvec_bytes_per_s) > 0
+    assert bw.floor_bytes_per_s >= max(bw.sum_bytes_per_s, bw.matvec_bytes_per_s, 2 * bw.copy_bytes_per_s)
     assert [f.stage for f in compared.floors] == ["semantic", "coarse"]
     for floor in compared.floors:
         assert floor.error is None
@@ -140,3 +140,35 @@ def test_decode_step_bytes_bark_small():
     expected = 4 * (12 * block + h + 10_048 * h + h)
     assert bench.decode_step_bytes(model) == expected
     assert bench.kv_step_bytes(model, batch=2, position=300) == 2 * 12 * 2 * 300 * h * 4
+
+
+def test_model_folder(tiny_checkpoint):
+    """A real model folder: both implementations load the same files, the real tokenizer speaks the text."""
+    pytest.importorskip("transformers")
+    report = run_benchmark(BenchOptions(**dict(FAST, config=str(tiny_checkpoint), bandwidth_mb=0),
+                                        compare_transformers=True))
+    (comp,) = report.results
+    check_run(comp.ours, 1)
+    check_run(comp.transformers, 1)
+    assert report.model["weights"] == "checkpoint"
+
+
+def test_bfloat16_int8_against_float32_transformers():
+    """bark-cli in bfloat16 with int8 GPT weights; transformers stays float32 on the CPU."""
+    pytest.importorskip("transformers")
+    report = run_benchmark(BenchOptions(compare_transformers=True, dtype="bfloat16", quantize="int8", **FAST))
+    (comp,) = report.results
+    check_run(comp.ours, 1)
+    check_run(comp.transformers, 1)
+    assert (comp.ours.dtype, comp.transformers.dtype) == ("bfloat16+int8", "float32")
+    semantic = report.floors[0]
+    assert semantic.error is None and semantic.measured_seconds > 0
+    assert semantic.kv_bytes == 2 * 2 * 1 * semantic.position * 32 * 2  # bfloat16 cache, not int8
+    assert "bfloat16 + int8 weights" in format_report(report)[0]
+
+
+def test_int8_needs_reduced_precision():
+    with pytest.raises(DeviceError, match="bfloat16 or float16"):
+        run_benchmark(BenchOptions(config="tiny", quantize="int8", dtype="float32"))
+    with pytest.raises(DeviceError, match="unknown quantization"):
+        run_benchmark(BenchOptions(config="tiny", quantize="int4", dtype="bfloat16"))
