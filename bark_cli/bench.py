@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import math
 import os
@@ -299,9 +300,7 @@ def bark_config(size: str) -> BarkConfig:
 
 def transformers_config(config: BarkConfig):
     """transformers' BarkConfig with the same shapes."""
-    from transformers import BarkConfig as HFBarkConfig
-
-    return HFBarkConfig(
+    return import_transformers().BarkConfig(
         semantic_config=asdict(config.semantic),
         coarse_acoustics_config=asdict(config.coarse),
         fine_acoustics_config=asdict(config.fine),
@@ -313,7 +312,7 @@ def transformers_generation_config(gen: GenerationConfig):
     """A BarkGenerationConfig with the Hub's values (generation_config.json of suno/bark-small,
     built in code from bark-cli's GenerationConfig): sampling on, temperatures 0.7 / 0.7 / 0.5,
     top-k 50 for the semantic and coarse stages."""
-    from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
+    BarkGenerationConfig = bark_generation_configs()["BarkGenerationConfig"]
 
     semantic = dict(
         do_sample=True, renormalize_logits=True, temperature=gen.semantic_temperature, top_k=gen.semantic_top_k,
@@ -342,11 +341,13 @@ def transformers_generation_config(gen: GenerationConfig):
 
 
 def import_transformers():
-    """transformers, or a clear error: it is an optional (test) dependency."""
+    """transformers, or a clear error. It is an optional (test) dependency that only
+    --compare-transformers loads, at run time, as the reference to measure against; every use
+    in bark-cli goes through here."""
     try:
-        import transformers  # noqa: F401
-        from transformers import BarkModel  # noqa: F401
-    except ImportError:
+        transformers = importlib.import_module("transformers")
+        transformers.BarkModel  # noqa: B018 - fails early on a transformers without Bark
+    except (ImportError, AttributeError):
         raise BarkError(
             "--compare-transformers needs the transformers package, which is not installed",
             "pip install 'transformers>=4.45' (or install bark-cli with the [test] extra)",
@@ -354,13 +355,19 @@ def import_transformers():
     return transformers
 
 
+def bark_generation_configs() -> dict[str, type]:
+    """transformers' Bark generation-config classes (not exported at its top level)."""
+    import_transformers()
+    module = importlib.import_module("transformers.models.bark.generation_configuration_bark")
+    return {name: getattr(module, name) for name in (
+        "BarkGenerationConfig", "BarkSemanticGenerationConfig", "BarkCoarseGenerationConfig", "BarkFineGenerationConfig")}
+
+
 @torch.no_grad()
 def random_transformers_model(config: BarkConfig, seed: int = 0):
     """transformers' BarkModel at `config`'s shapes with its own random init (seeded), float32."""
-    from transformers import BarkModel
-
     torch.manual_seed(seed)
-    model = BarkModel(transformers_config(config)).eval()
+    model = import_transformers().BarkModel(transformers_config(config)).eval()
     # EnCodec's quantizer tables start as zeros; give the decoder some signal.
     gen = torch.Generator().manual_seed(seed)
     for name, buffer in model.codec_model.named_buffers():
@@ -660,12 +667,12 @@ def _run_transformers(hf, text_ids: list[int], n_tokens: int, batch: int, seed: 
                       device: torch.device) -> dict[str, Any]:
     """BarkModel.generate's chain (semantic, coarse, fine, codec_decode), each stage timed, with
     EOS held off for exactly `n_tokens` semantic tokens."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
-    from transformers.models.bark.generation_configuration_bark import (
-        BarkCoarseGenerationConfig,
-        BarkFineGenerationConfig,
-        BarkSemanticGenerationConfig,
-    )
+    transformers = import_transformers()
+    StoppingCriteria, StoppingCriteriaList = transformers.StoppingCriteria, transformers.StoppingCriteriaList
+    configs = bark_generation_configs()
+    BarkSemanticGenerationConfig = configs["BarkSemanticGenerationConfig"]
+    BarkCoarseGenerationConfig = configs["BarkCoarseGenerationConfig"]
+    BarkFineGenerationConfig = configs["BarkFineGenerationConfig"]
 
     gen = hf.generation_config
 
@@ -735,8 +742,7 @@ def _quiet_transformers(active: bool):
     if not active:
         yield
         return
-    import transformers
-
+    transformers = import_transformers()
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     try:
@@ -873,10 +879,8 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
         config, gen = weights.config, weights.generation
         tokenizer = load_tokenizer(folder)
         if options.compare_transformers:
-            from transformers import BarkModel
-
             say(f"loading {options.config} into transformers")
-            hf = BarkModel.from_pretrained(folder, dtype=torch.float32).eval()
+            hf = import_transformers().BarkModel.from_pretrained(folder, dtype=torch.float32).eval()
             hf.generation_config = transformers_generation_config(gen)
     if options.quantize == "int8":
         from .models.quantize import quantize_int8

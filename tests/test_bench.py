@@ -172,3 +172,16 @@ def test_int8_needs_reduced_precision():
         run_benchmark(BenchOptions(config="tiny", quantize="int8", dtype="float32"))
     with pytest.raises(DeviceError, match="unknown quantization"):
         run_benchmark(BenchOptions(config="tiny", quantize="int4", dtype="bfloat16"))
+
+
+def test_bark_bench_command_prints_json():
+    from typer.testing import CliRunner
+
+    from bark_cli.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--config", "tiny", "--tokens", "12", "--repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (run,) = report["results"]
+    assert run["tokens"] == 12 and run["bark_cli"]["semantic_tokens"] == 12
+    assert run["bark_cli"]["coarse_frames"] == math.floor(12 * 75 / 49.9)

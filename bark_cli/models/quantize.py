@@ -33,14 +33,16 @@ class Int8Linear(nn.Module):
         if rows is not None:
             weight, scales = weight[rows], scales[rows]
             bias = None if bias is None else bias[rows]
-        flat = x.reshape(-1, self.in_features)
+        # The product runs in the scales' dtype; the activations around it may stay float32,
+        # whose LayerNorm and attention kernels are the fastest on a CPU.
+        flat = x.reshape(-1, self.in_features).to(scales.dtype)
         if flat.shape[0] <= FUSED_MAX_ROWS and x.device.type == "cpu":
             out = torch._weight_int8pack_mm(flat.contiguous(), weight.contiguous(), scales.contiguous())
         else:
-            out = F.linear(flat, weight.to(x.dtype)) * scales
+            out = F.linear(flat, weight.to(flat.dtype)) * scales
         if bias is not None:
             out = out + bias
-        return out.view(*x.shape[:-1], -1)
+        return out.view(*x.shape[:-1], -1).to(x.dtype)
 
 
 def quantize_int8(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
