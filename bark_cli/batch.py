@@ -204,16 +204,18 @@ def run_batch(
             on_item(outcome, len(summary.outcomes), len(items))
 
     group: list[Item] = []
+    group_of = None  # the key of the items in `group`
     for item in items:
         outcome = _precheck(item, overwrite)
         if outcome is not None:
             record(outcome)
             continue
         key = group_key(item)
-        if group and (key is None or key != group_key(group[0]) or len(group) >= batch_size):
+        if group and (key is None or key != group_of or len(group) >= batch_size):
             _speak_and_write(speak_group, group, subtype, record)
             group = []
         group.append(item)
+        group_of = key
         if key is None:
             _speak_and_write(speak_group, group, subtype, record)
             group = []

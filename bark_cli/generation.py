@@ -130,6 +130,7 @@ def generate_semantic(
     prefix = semantic_prefix(model, text_ids, voice, config)
     # The last fed position is block_size - 1 (bark-spec §12.24).
     max_new_tokens = min(max_new_tokens, model.config.block_size - prefix.shape[1] + 1)
+    check_eos_p = bool(min_eos_p) and allow_early_stop
     with kv_cache(model, batch):
         logits = model(embeds=prefix, start=0)[:, -1]
         tokens = torch.zeros(batch, max(max_new_tokens, 0), dtype=torch.long, device=device)
@@ -143,13 +144,13 @@ def generate_semantic(
             probs = None
             if sampling.greedy:
                 token = allowed.argmax(-1)
-                if min_eos_p:
+                if check_eos_p:
                     probs = distribution(allowed, sampling)
             else:
                 probs = distribution(allowed, sampling)
                 token = draw(probs, generator)
             stop = token == vocab
-            if min_eos_p and allow_early_stop:
+            if check_eos_p:
                 stop |= probs[:, vocab] > min_eos_p
             lengths = torch.where(stop & ~done, step, lengths)
             done |= stop

@@ -239,7 +239,7 @@ class Bark:
         if not truncate:
             raise InputError(
                 f"the text is {len(ids)} tokens, more than the model's {limit}-token window",
-                "shorten it or split it into several texts",
+                "use Bark.speak for long texts, or truncate=True to keep the first tokens",
             )
         return ids[:limit], [f"text cut from {len(ids)} to {limit} tokens; the rest is not spoken"]
 
@@ -351,9 +351,10 @@ class Bark:
         seconds["decode"] = time.perf_counter() - start
 
         return [
+            # Items of one batch share one timing dict: the batch's time, not each item's.
             Generation(audio=audio[i], sample_rate=self.sample_rate, semantic_tokens=semantic[i].astype(np.int64),
                        coarse_tokens=coarse[i].astype(np.int64), fine_tokens=fine[i].astype(np.int64), seed=seed,
-                       seconds=dict(seconds), warnings=list(tokenized[i][1]))
+                       seconds=seconds, warnings=list(tokenized[i][1]))
             for i in range(len(texts))
         ]
 
@@ -411,7 +412,8 @@ class Bark:
         segments = [s for s, _ in self.split(text, max_segment_chars)] if split else [text]
         batch_size = batch_size or self.auto_batch_size()
         seed = random.SystemRandom().randrange(2**31) if seed is None else seed
-        current = self.resolve_voice(voice)
+        given = self.resolve_voice(voice)
+        current = given
         parts: list[Generation] = []
 
         def run(texts: list[str], voice_prompt: VoicePrompt | None) -> list[Generation]:
@@ -426,7 +428,7 @@ class Bark:
         if voice_mode == "chain":
             for segment in segments:
                 current = run([segment], current)[0].voice
-            used = self.resolve_voice(voice) if voice is not None else parts[0].voice
+            used = given if given is not None else parts[0].voice
         else:
             queue = list(segments)
             if current is None:

@@ -81,3 +81,12 @@ def test_split_reports_token_counts(bark):
 def test_bad_long_form_options(bark, bad):
     with pytest.raises(InputError):
         bark.speak(STORY, **{**FAST, **bad})
+
+
+def test_stage_seconds_count_each_batch_once(bark):
+    """Items of one batch share the batch's timing; a speech adds up batches, not items."""
+    speech = bark.speak(STORY, max_segment_chars=80, batch_size=8, **FAST)
+    first, rest = speech.parts[0], speech.parts[1:]
+    assert len(rest) >= 2 and all(part.seconds is rest[0].seconds for part in rest)
+    for stage, value in speech.seconds.items():
+        assert value == pytest.approx(first.seconds[stage] + rest[0].seconds[stage])
