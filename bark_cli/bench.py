@@ -93,6 +93,7 @@ class BenchOptions:
     dtype: str = "float32"  # bark-cli's GPT stages (the codec stays float32); "auto" as in Bark.load
     quantize: str | None = None  # "int8": bark-cli's semantic and coarse weights as int8 (as Bark.load)
     attention: str = "auto"
+    cuda_graphs: bool = False  # bark-cli's decode steps as replayed CUDA graphs (as Bark.load)
     compare_transformers: bool = False
     transformers_dtype: str | None = None  # None: float32 on the CPU, else the same as ours
     transformers_batched: bool = False  # batch > 1: transformers runs the batch in one call
@@ -588,22 +589,24 @@ def kv_step_bytes(model: GPT, batch: int, position: int) -> int:
 
 
 @torch.inference_mode()
-def time_decode_steps(model: GPT, batch: int, position: int, steps: int, device: torch.device) -> float:
+def time_decode_steps(model: GPT, batch: int, position: int, steps: int, device: torch.device,
+                      cuda_graph: bool = False) -> float:
     """Seconds of one decode step (a one-token forward with the KV cache) at `position`: the
     median of `steps` steps timed one by one after a prefill of `position` tokens (the median
-    shrugs off a step that another process slowed down)."""
+    shrugs off a step that another process slowed down). The step is generation's own, so a
+    CUDA graph is timed as generation replays it."""
     steps = max(1, min(steps, model.config.block_size - position - 4))
-    with generation.kv_cache(model, batch):
+    with generation.kv_cache(model, batch, cuda_graph) as decode:
         prompt = torch.zeros(batch, position, dtype=torch.long, device=device)
         model(ids=prompt, start=0)
         token = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        for i in range(3):  # warm-up steps
-            model(ids=token, start=position + i)
+        for i in range(3):  # warm-up steps (and the graph's capture)
+            decode(token, position + i)
         times = []
         for i in range(steps):
             _sync(device)
             start = time.perf_counter()
-            model(ids=token, start=position + 3 + i)
+            decode(token, position + 3 + i)
             _sync(device)
             times.append(time.perf_counter() - start)
         return statistics.median(times)
@@ -826,7 +829,7 @@ def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchR
 
 
 def _run(options: BenchOptions, say: Status) -> BenchReport:
-    from .pipeline import DTYPES, QUANTIZATIONS, Bark, check_attention, pick_device, pick_dtype
+    from .pipeline import DTYPES, QUANTIZATIONS, Bark, check_attention, check_cuda_graphs, pick_device, pick_dtype
 
     device = pick_device(options.device)
     if options.quantize not in QUANTIZATIONS:
@@ -838,6 +841,7 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
     if options.quantize and dtype == torch.float32:
         raise DeviceError("int8 weights need bfloat16 or float16 activations", "add --dtype bfloat16")
     check_attention(options.attention, device, dtype)
+    check_cuda_graphs(options.cuda_graphs, device)
     dtype_name = next(k for k, v in DTYPES.items() if v == dtype)
     hf_dtype_name = options.transformers_dtype or ("float32" if device.type == "cpu" else dtype_name)
     if hf_dtype_name not in DTYPES:
@@ -894,8 +898,9 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
     model_info = _model_info(options.config, weights, random)
     model_info["dtype"] = dtype_name
     model_info["quantize"] = options.quantize
+    model_info["cuda_graphs"] = options.cuda_graphs
     bark = Bark(weights, tokenizer, folder, device, dtype, offload=False, attention=options.attention,
-                model_id=options.config)
+                model_id=options.config, cuda_graphs=options.cuda_graphs)
 
     # On the CPU, with a per-run peak RSS, each bark-cli run is followed by its transformers run,
     # so both see the same load from other processes. Elsewhere bark-cli runs first, every token
@@ -964,7 +969,8 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
                 say(f"timing {options.decode_steps} {stage} decode steps")
                 try:
                     with bark._attention():
-                        floor.measured_seconds = time_decode_steps(model, batch, position, options.decode_steps, device)
+                        floor.measured_seconds = time_decode_steps(model, batch, position, options.decode_steps,
+                                                                   device, options.cuda_graphs)
                 except Exception as exc:  # the model API moved under us: report it, keep benchmarking
                     floor.error = f"{type(exc).__name__}: {exc}"
                     notes.append(f"{stage} decode step not timed: {floor.error}")
@@ -1012,7 +1018,8 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
     hf_results: dict[int, RunResult] = {}
     for n in tokens:
         runs, memory = zip(*measured[("ours", n)])
-        label = dtype_name + (f"+{options.quantize}" if options.quantize else "")
+        label = (dtype_name + (f"+{options.quantize}" if options.quantize else "")
+                 + ("+graphs" if options.cuda_graphs else ""))
         ours_results[n] = _summarize("bark-cli", label, batch, list(runs), list(memory), gen)
         if hf is None:
             continue
@@ -1081,7 +1088,7 @@ def format_report(report: BenchReport) -> list[str]:
     threads = f"{env['torch_threads']} thread(s)" if env["device"] == "cpu" else env["device_name"]
     lines.append(f"bark bench: {m['config']} ({m['weights']} weights, {m['weights_bytes'] / GiB:.2f} GiB), "
                  f"{env['device']} {m.get('dtype', o.dtype)}" + (f" + {o.quantize} weights" if o.quantize else "")
-                 + f", {threads}, batch {o.batch_size}")
+                 + (" + CUDA graphs" if o.cuda_graphs else "") + f", {threads}, batch {o.batch_size}")
     lines.append(f"  {env['device_name']}; torch {env['torch']}"
                  + (f", transformers {env['transformers']}" if env.get("transformers") else ""))
     if report.bandwidth:

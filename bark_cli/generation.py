@@ -26,14 +26,79 @@ from .presets import VoicePrompt
 Progress = Callable[[str, int, int], None]
 
 
+Step = Callable[..., torch.Tensor]
+
+
 @contextlib.contextmanager
-def kv_cache(model: GPT, batch_size: int):
-    """A KV cache for one stage run, dropped afterwards (it holds up to block_size positions)."""
+def kv_cache(model: GPT, batch_size: int, cuda_graph: bool = False):
+    """A KV cache for one stage run, dropped afterwards (it holds up to block_size positions).
+    Yields the decode step: `step(ids (B, 1), start, rows=None)` -> logits (B, V) of that token."""
     model.setup_cache(batch_size)
     try:
-        yield
+        yield GraphStep(model, batch_size) if cuda_graph else EagerStep(model)
     finally:
         model.clear_cache()
+
+
+class EagerStep:
+    """A decode step as a plain forward: the cache is sliced to the positions written so far."""
+
+    def __init__(self, model: GPT):
+        self.model = model
+
+    def __call__(self, ids: torch.Tensor, start: int, rows: slice | None = None) -> torch.Tensor:
+        return self.model(ids=ids, start=start, rows=rows)[:, -1]
+
+
+class GraphStep:
+    """A decode step with fixed shapes, captured once as a CUDA graph and replayed per token.
+
+    Launching a step's few hundred small kernels one by one costs more than running them on a
+    GPU; a replay launches them all at once. The graph reads its token and position from tensors
+    that each call overwrites, and attends over the whole cache with the unwritten positions
+    masked (GPT.forward with a tensor `start`). Off CUDA the same static step runs eagerly, which
+    is how the CPU tests check it. The LM head runs outside the graph, so a coarse step still
+    computes only its codebook's rows.
+    """
+
+    def __init__(self, model: GPT, batch_size: int):
+        device = model.position_embeds_layer.weight.device
+        self.model = model
+        self.ids = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+        self.position = torch.zeros((), dtype=torch.long, device=device)
+        self.capture = device.type == "cuda"
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.hidden: torch.Tensor | None = None
+
+    def _forward(self) -> torch.Tensor:
+        return self.model.hidden(ids=self.ids, start=self.position)
+
+    def _capture(self) -> None:
+        # Warm-up runs on a side stream first (cuBLAS handles, kernel choices); they write the
+        # same keys and values at the same position as the replay will.
+        stream = torch.cuda.Stream(self.ids.device)
+        stream.wait_stream(torch.cuda.current_stream(self.ids.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._forward()
+        torch.cuda.current_stream(self.ids.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.hidden = self._forward()
+
+    def __call__(self, ids: torch.Tensor, start: int, rows: slice | None = None) -> torch.Tensor:
+        if start >= self.model.config.block_size:
+            raise ValueError(f"position {start} exceeds block size {self.model.config.block_size}")
+        self.ids.copy_(ids)
+        self.position.fill_(start)
+        if not self.capture:
+            hidden = self._forward()
+        else:
+            if self.graph is None:
+                self._capture()
+            self.graph.replay()
+            hidden = self.hidden
+        return self.model.head(hidden, rows)[:, -1]
 
 
 @dataclass(frozen=True)
@@ -120,6 +185,7 @@ def generate_semantic(
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
     allow_early_stop: bool = True,
+    cuda_graph: bool = False,
 ) -> list[np.ndarray]:
     """Semantic tokens for each text, without the final EOS (int64 arrays). With
     `allow_early_stop` off, EOS is never chosen and every item runs `max_new_tokens` steps
@@ -131,7 +197,7 @@ def generate_semantic(
     # The last fed position is block_size - 1 (bark-spec §12.24).
     max_new_tokens = min(max_new_tokens, model.config.block_size - prefix.shape[1] + 1)
     check_eos_p = bool(min_eos_p) and allow_early_stop
-    with kv_cache(model, batch):
+    with kv_cache(model, batch, cuda_graph) as decode:
         logits = model(embeds=prefix, start=0)[:, -1]
         tokens = torch.zeros(batch, max(max_new_tokens, 0), dtype=torch.long, device=device)
         lengths = torch.full((batch,), max(max_new_tokens, 0), dtype=torch.long, device=device)
@@ -161,7 +227,7 @@ def generate_semantic(
             if step + 1 == max_new_tokens or bool(done.all()):
                 break
             fed = torch.where(token == vocab, eos, token)
-            logits = model(ids=fed[:, None], start=prefix.shape[1] + step)[:, -1]
+            logits = decode(fed[:, None], prefix.shape[1] + step)
     return [tokens[row, : int(lengths[row])].cpu().numpy() for row in range(batch)]
 
 
@@ -199,6 +265,7 @@ def generate_coarse(
     sampling: Sampling,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    cuda_graph: bool = False,
 ) -> list[np.ndarray]:
     """The first two codebooks, (2, T) codes per item, in 60-token windows that re-read the
     semantic context and the last 630 coarse tokens (bark-spec §4.1)."""
@@ -228,7 +295,7 @@ def generate_coarse(
         low = config.semantic_vocab_size + (step % n_books) * book_size
         return slice(low, low + book_size)
 
-    with kv_cache(model, batch):
+    with kv_cache(model, batch, cuda_graph) as decode:
         done, cached_starts, position = 0, None, 0
         while done < total:
             # Semantic context: from up to 209 tokens before the current point, 256 long.
@@ -242,7 +309,7 @@ def generate_coarse(
                 # Same semantic window and history start: this window's prompt is the cached
                 # sequence plus the last sampled token, so one step replaces a full prefill.
                 last = coarse[:, n_history + done - 1 : n_history + done]
-                logits = model(ids=last, start=position, rows=rows)[:, -1]
+                logits = decode(last, position, rows)
                 position += 1
             else:
                 window = semantic_all[:, semantic_start : semantic_start + window_len]
@@ -261,7 +328,7 @@ def generate_coarse(
                 done += 1
                 if step + 1 < steps_here:
                     rows = block(done)
-                    logits = model(ids=token[:, None], start=position, rows=rows)[:, -1]
+                    logits = decode(token[:, None], position, rows)
                     position += 1
             if progress:
                 progress("coarse", done, total)

@@ -97,3 +97,20 @@ def test_generate_batch_end_to_end_equals_solo(bark, voice):
         one = bark.generate(text, **options)
         np.testing.assert_array_equal(many.fine_tokens, one.fine_tokens)
         np.testing.assert_array_equal(many.audio, one.audio)
+
+
+def test_graph_step_generates_the_eager_tokens(bark, voice):
+    """generation.GraphStep runs the static step eagerly off CUDA: same tokens as the eager step
+    in the semantic stage and in the coarse stage, whose windows extend the cache and re-prefill."""
+    ids = [bark.tokenizer.encode(t) for t in ("Hello world", "Guten Morgen [laughter]")]
+    w, cfg = bark.weights, bark.config
+    with torch.inference_mode():
+        eager = generate_semantic(w.semantic, ids, voice, cfg, GREEDY, 0.0, 40)
+        static = generate_semantic(w.semantic, ids, voice, cfg, GREEDY, 0.0, 40, cuda_graph=True)
+        semantic = [np.random.default_rng(1).integers(0, 10_000, n) for n in (90, 300)]
+        coarse_eager = generate_coarse(w.coarse, semantic, voice, cfg, GREEDY)
+        coarse_static = generate_coarse(w.coarse, semantic, voice, cfg, GREEDY, cuda_graph=True)
+    for a, b in zip(eager, static):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(coarse_eager, coarse_static):
+        np.testing.assert_array_equal(a, b)

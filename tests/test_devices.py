@@ -64,3 +64,8 @@ def test_offload_is_a_no_op_on_the_cpu(tiny_checkpoint):
     assert offloaded.offload is False
     result = offloaded.generate("Hi", temperature=0.0, max_semantic_tokens=8)
     assert len(result.audio) > 0
+
+
+def test_cuda_graphs_need_cuda(tiny_checkpoint):
+    with pytest.raises(DeviceError, match="CUDA graphs need a CUDA device"):
+        Bark.load(tiny_checkpoint, device="cpu", cuda_graphs=True)

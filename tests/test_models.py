@@ -72,6 +72,25 @@ def test_kv_cache_decode_equals_full_forward(ours, stage, vocab):
     torch.testing.assert_close(torch.cat(steps, 1), full[:, 29:], **TOL)
 
 
+@pytest.mark.parametrize("stage,vocab", [("semantic", 129_600), ("coarse", 12_096)])
+def test_static_step_equals_sliced_step(ours, stage, vocab):
+    """The CUDA-graph step (position in a tensor, whole cache under a mask) gives the logits of
+    the step that slices the cache, at every position, with stale values past the end (a coarse
+    window that prefills again leaves the longer window's keys there)."""
+    model = getattr(ours, stage)
+    ids = torch.randint(0, vocab, (2, 40), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        full = model(ids=ids, all_logits=True)
+        model.setup_cache(2)
+        for block in model.layers:
+            block.attn.kv_cache.kv.fill_(1e3)  # must be masked out
+        steps = [model(ids=ids[:, :30], start=0)]
+        for pos in range(30, 40):
+            steps.append(model(ids=ids[:, pos : pos + 1], start=torch.tensor(pos)))
+        model.clear_cache()
+    torch.testing.assert_close(torch.cat(steps, 1), full[:, 29:], **TOL)
+
+
 def test_fine_logits_match_transformers(ours, hf_tiny):
     codes = torch.randint(0, 1056, (2, 1024, 8), generator=torch.Generator().manual_seed(3))
     worst = 0.0

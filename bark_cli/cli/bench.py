@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from .. import bench as measure
-from .common import DEVICE, Attention, AttentionOpt, DeviceOpt, Dtype, Output, QuantizeOpt, QuietOpt, app, examples
+from .common import (
+    DEVICE, Attention, AttentionOpt, CudaGraphsOpt, DeviceOpt, Dtype, Output, QuantizeOpt, QuietOpt, app, examples,
+)
 
 BENCH_EXAMPLES = examples(
     "bark bench",
@@ -36,6 +38,7 @@ def bench(
     dtype: Annotated[Dtype, typer.Option(help="bark-cli's GPT stages.", rich_help_panel=DEVICE)] = Dtype.float32,
     attention: AttentionOpt = Attention.auto,
     quantize: QuantizeOpt = None,
+    cuda_graphs: CudaGraphsOpt = False,
     threads: Annotated[int | None, typer.Option(min=1, help="torch.set_num_threads.", show_default=False)] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per token count (the median is kept).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
@@ -48,7 +51,7 @@ def bench(
     options = measure.BenchOptions(
         config=config, tokens=tuple(tokens), batch_size=batch_size, device=device, dtype=dtype_name,
         attention=attention.value, compare_transformers=compare_transformers, transformers_runs=transformers_runs,
-        threads=threads, repeats=repeats, quantize=quantize.value if quantize else None)
+        threads=threads, repeats=repeats, quantize=quantize.value if quantize else None, cuda_graphs=cuda_graphs)
 
     def status(message: str) -> None:
         if out.interactive:

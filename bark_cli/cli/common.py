@@ -267,6 +267,9 @@ AttentionOpt = Annotated[Attention, typer.Option(
 QuantizeOpt = Annotated[Quantize | None, typer.Option(
     help="int8: semantic and coarse weights in int8 (bfloat16 activations on the CPU); faster decoding.",
     show_default=False, rich_help_panel=DEVICE)]
+CudaGraphsOpt = Annotated[bool, typer.Option(
+    help="Replay each decode step as a captured CUDA graph (CUDA only): fewer kernel launches per token.",
+    rich_help_panel=DEVICE)]
 BatchSizeOpt = Annotated[str, typer.Option(
     help="Segments generated together, or auto to choose from free memory.", rich_help_panel=LONG)]
 
@@ -285,7 +288,7 @@ def parse_batch_size(value: str) -> int | None:
 
 
 def load_model(out: "Output", model: str, revision: str | None, device: str, dtype: "Dtype", offload: bool,
-               attention: "Attention", quantize: "Quantize | None" = None):
+               attention: "Attention", quantize: "Quantize | None" = None, cuda_graphs: bool = False):
     """Load a model behind a spinner; returns (Bark, seconds it took)."""
     from ..pipeline import Bark
 
@@ -294,7 +297,8 @@ def load_model(out: "Output", model: str, revision: str | None, device: str, dty
     # A spinner would swallow huggingface_hub's download bars: none while the model downloads.
     with out.status(f"loading {model}", show=model_on_disk(model, revision) is not None) as update:
         bark = Bark.load(model, device=device, dtype=dtype.value, offload=offload, attention=attention.value,
-                         quantize=quantize.value if quantize else None, revision=revision, progress=update)
+                         quantize=quantize.value if quantize else None, cuda_graphs=cuda_graphs, revision=revision,
+                         progress=update)
     return bark, time.perf_counter() - start
 
 

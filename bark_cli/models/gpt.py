@@ -23,24 +23,32 @@ SDPA_BACKENDS = {
 
 
 class KVCache(nn.Module):
-    """Keys and values of every position so far, in buffers allocated once per run.
+    """Keys and values of every position so far, in one buffer allocated once per run.
 
-    `update` writes new positions in place; the caller says how many positions are valid, so
-    shapes never change between steps and nothing is allocated in the decode loop.
+    Keys and values share the buffer (index 0 and 1) so that one copy writes both. `update`
+    writes new positions in place; the caller says where, so nothing is allocated in the decode
+    loop.
     """
 
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype, device):
         super().__init__()
-        shape = (batch_size, num_heads, max_len, head_dim)
-        # Never read past what was written, so no need to zero.
-        self.register_buffer("k", torch.empty(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.empty(shape, dtype=dtype, device=device), persistent=False)
+        # Zeroed: a static step masks the unwritten positions, but a masked weight of 0 times a
+        # stale NaN there would still be NaN.
+        self.register_buffer("kv", torch.zeros((2, batch_size, num_heads, max_len, head_dim), dtype=dtype,
+                                               device=device), persistent=False)
+        self.register_buffer("positions", torch.arange(max_len, device=device), persistent=False)
 
-    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = start + k.shape[2]
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
+    def update(self, start: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write `kv` (2, B, H, T, D) at positions start..start+T-1; return all keys and values so far."""
+        end = start + kv.shape[3]
+        self.kv[:, :, :, start:end] = kv
+        return self.kv[0, :, :, :end], self.kv[1, :, :, :end]
+
+    def write_at(self, position: torch.Tensor, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Static-shape update: write one position held in a 0-dim tensor; return the whole
+        buffer's keys and values, and the mask (1, 1, 1, L) of the positions written so far."""
+        self.kv.index_copy_(3, position.view(1), kv)
+        return self.kv[0], self.kv[1], (self.positions <= position)[None, None, None]
 
 
 class SelfAttention(nn.Module):
@@ -53,19 +61,24 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
         batch, length, width = x.shape
-        q, k, v = self.att_proj(x).split(width, dim=2)
-        # (B, T, C) -> (B, H, T, D)
-        q, k, v = (t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        if self.kv_cache is not None:
-            k, v = self.kv_cache.update(start, k, v)
-        # A prefill from position 0 needs the causal mask; a step appended to the cache may see
-        # every cached position, so it needs none. Prefill after cached positions is not used.
-        is_causal = self.causal and length > 1
-        if is_causal and start != 0:
-            raise ValueError("a multi-token step must start at position 0")
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+        # (B, T, 3C) -> (3, B, H, T, D): queries, keys and values as views, no copies
+        qkv = self.att_proj(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv
+        if isinstance(start, torch.Tensor):
+            # A static step (GPT.forward): attend over the whole cache, unwritten positions masked.
+            k, v, mask = self.kv_cache.write_at(start, qkv[1:])
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            if self.kv_cache is not None:
+                k, v = self.kv_cache.update(start, qkv[1:])
+            # A prefill from position 0 needs the causal mask; a step appended to the cache may
+            # see every cached position, so it needs none. Prefill after cached positions is not used.
+            is_causal = self.causal and length > 1
+            if is_causal and start != 0:
+                raise ValueError("a multi-token step must start at position 0")
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
         y = y.transpose(1, 2).reshape(batch, length, width)  # (B, H, T, D) -> (B, T, C)
         return self.out_proj(y)
 
@@ -91,7 +104,7 @@ class Block(nn.Module):
         self.layernorm_2 = nn.LayerNorm(config.hidden_size, bias=layernorm_bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
         x = x + self.attn(self.layernorm_1(x), start)
         return x + self.mlp(self.layernorm_2(x))
 
@@ -136,7 +149,7 @@ class GPT(nn.Module):
         self,
         ids: torch.Tensor | None = None,
         embeds: torch.Tensor | None = None,
-        start: int = 0,
+        start: int | torch.Tensor = 0,
         all_logits: bool = False,
         rows: slice | None = None,
     ) -> torch.Tensor:
@@ -145,18 +158,35 @@ class GPT(nn.Module):
         Only the last position goes through the LM head unless `all_logits`: generation never
         reads the others. `rows` computes only those vocabulary entries (a coarse step needs
         1024 of 12096). Returns (B, 1 or T, output_vocab_size or the rows' count).
+
+        `start` as a 0-dim tensor makes a static step: one token, written into the cache at that
+        position, attending over the whole cache with the unwritten part masked. Its shapes never
+        change with the position, so it can be captured once as a CUDA graph (generation.GraphStep).
         """
+        return self.head(self.hidden(ids, embeds, start, all_logits), rows)
+
+    def hidden(self, ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
+               start: int | torch.Tensor = 0, all_logits: bool = False) -> torch.Tensor:
+        """The final LayerNorm's output: (B, T, C) with `all_logits`, else the last position's (B, 1, C)."""
         x = self.embed(ids) if embeds is None else embeds
         length = x.shape[1]
-        if start + length > self.config.block_size:
-            raise ValueError(f"positions up to {start + length} exceed block size {self.config.block_size}")
-        positions = torch.arange(start, start + length, device=x.device)
-        x = x + self.position_embeds_layer(positions)
+        if isinstance(start, torch.Tensor):
+            if length != 1:
+                raise ValueError("a static step takes one token")
+            x = x + self.position_embeds_layer(start.view(1))
+        else:
+            if start + length > self.config.block_size:
+                raise ValueError(f"positions up to {start + length} exceed block size {self.config.block_size}")
+            # rows start..start+length-1 of the position table (a slice: no index tensor per step)
+            x = x + self.position_embeds_layer.weight[start : start + length]
         for block in self.layers:
             x = block(x, start)
-        if not all_logits:
+        if not all_logits and length > 1:
             x = x[:, -1:]
-        x = self.layernorm_final(x)
+        return self.layernorm_final(x)
+
+    def head(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """LM head over hidden states; `rows` computes only those vocabulary entries."""
         if rows is None:
             return self.lm_head(x)
         if isinstance(self.lm_head, nn.Linear):
