@@ -56,9 +56,16 @@ def test_offload_keeps_idle_models_on_the_cpu_and_lowers_peak_memory(tiny_checkp
     torch.cuda.reset_peak_memory_stats()
     offloaded = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", offload=True)
     assert all(next(m.parameters()).device.type == "cpu" for m in offloaded._modules())
-    offloaded.generate("Hello world", **OPTIONS)
+    table = offloaded.weights.semantic.input_embeds_layer.weight
+    seen = []
+    offloaded.weights.semantic.register_forward_pre_hook(
+        lambda module, args: seen.append((table.device.type, module.lm_head.weight.device.type)))
+    result = offloaded.generate("Hello world", **OPTIONS)
     assert all(next(m.parameters()).device.type == "cpu" for m in offloaded._modules())
     assert torch.cuda.max_memory_allocated() < peak_resident
+    assert seen and set(seen) == {("cpu", "cuda")}  # the semantic token table stayed on the CPU
+    reference = Bark.load(tiny_checkpoint, device="cuda", dtype="float16").generate("Hello world", **OPTIONS)
+    np.testing.assert_array_equal(result.semantic_tokens, reference.semantic_tokens)
 
 
 def test_int8_on_cuda(tiny_checkpoint):

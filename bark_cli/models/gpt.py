@@ -143,7 +143,12 @@ class GPT(nn.Module):
         self.cache_batch_size = 0
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.input_embeds_layer(ids)
+        table = self.input_embeds_layer.weight
+        if ids.device == table.device:
+            return self.input_embeds_layer(ids)
+        # Offload may leave the token table on the CPU while the rest runs on a GPU: a step
+        # needs one row of it, so it is looked up there.
+        return self.input_embeds_layer(ids.to(table.device)).to(ids.device)
 
     def forward(
         self,
