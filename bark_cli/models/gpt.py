@@ -32,9 +32,9 @@ class KVCache(nn.Module):
 
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype, device):
         super().__init__()
-        # Zeroed: a static step masks the unwritten positions, but a masked weight of 0 times a
-        # stale NaN there would still be NaN.
-        self.register_buffer("kv", torch.zeros((2, batch_size, num_heads, max_len, head_dim), dtype=dtype,
+        # Never read past what was written (a static step masks the rest, and zeroes the buffer
+        # first: 0 times a stale NaN would still be NaN), so no need to zero.
+        self.register_buffer("kv", torch.empty((2, batch_size, num_heads, max_len, head_dim), dtype=dtype,
                                                device=device), persistent=False)
         self.register_buffer("positions", torch.arange(max_len, device=device), persistent=False)
 

@@ -1,0 +1,57 @@
+"""Sampling: the draw follows the distribution; temperature, top-k and top-p as hand-computed."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bark_cli.generation import Sampling, distribution, draw, sample
+
+
+def test_draw_follows_the_probabilities():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    n = 40_000
+    picks = draw(probs.expand(n, -1).contiguous(), torch.Generator().manual_seed(0))
+    counts = torch.bincount(picks, minlength=5).double()
+    assert counts[4] == 0  # probability 0 is never drawn
+    expected = probs.double() * n
+    # each count within 5 standard deviations of its binomial expectation
+    sigma = (expected * (1 - probs.double())).sqrt()
+    assert ((counts[:4] - expected[:4]).abs() <= 5 * sigma[:4]).all(), counts
+
+
+def test_draw_is_repeatable_with_a_seed():
+    probs = torch.rand(3, 1000).softmax(-1)
+    a = draw(probs, torch.Generator().manual_seed(7))
+    b = draw(probs, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+def test_temperature_scales_logits_before_the_softmax():
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    got = distribution(logits, Sampling(temperature=0.5))
+    weights = [math.exp(v / 0.5) for v in (2.0, 1.0, 0.0)]
+    torch.testing.assert_close(got, torch.tensor([[w / sum(weights) for w in weights]]))
+
+
+def test_top_k_keeps_the_k_largest():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
+    got = distribution(logits, Sampling(temperature=1.0, top_k=2))
+    weights = [0.0, math.exp(3.0), 0.0, math.exp(2.0)]
+    torch.testing.assert_close(got, torch.tensor([[w / sum(weights) for w in weights]]))
+
+
+def test_top_p_keeps_the_entry_that_crosses_it():
+    # probabilities 0.5, 0.3, 0.15, 0.05: the nucleus of 0.7 is the first two (0.5 + 0.3 >= 0.7)
+    probs = torch.tensor([[0.15, 0.5, 0.05, 0.3]])
+    got = distribution(probs.log(), Sampling(temperature=1.0, top_p=0.7))
+    torch.testing.assert_close(got, torch.tensor([[0.0, 0.5 / 0.8, 0.0, 0.3 / 0.8]]))
+    # a nucleus smaller than the top entry still keeps it
+    got = distribution(probs.log(), Sampling(temperature=1.0, top_p=0.1))
+    torch.testing.assert_close(got, torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+
+
+def test_greedy_takes_the_argmax():
+    logits = torch.tensor([[0.1, 0.7, 0.2], [0.9, 0.0, 0.5]])
+    assert sample(logits, Sampling(temperature=0.0), None).tolist() == [1, 0]
