@@ -94,6 +94,7 @@ class BenchOptions:
     quantize: str | None = None  # "int8": bark-cli's semantic and coarse weights as int8 (as Bark.load)
     attention: str = "auto"
     cuda_graphs: bool = False  # bark-cli's decode steps as replayed CUDA graphs (as Bark.load)
+    offload: bool = False  # bark-cli keeps idle sub-models on the CPU (as Bark.load; a GPU's peak memory)
     compare_transformers: bool = False
     transformers_dtype: str | None = None  # None: float32 on the CPU, else the same as ours
     transformers_batched: bool = False  # batch > 1: transformers runs the batch in one call
@@ -109,7 +110,7 @@ class BenchOptions:
 
     def validate(self) -> None:
         if not self.tokens or any(int(n) < 1 for n in self.tokens):
-            raise InputError("token counts must be positive", "e.g. --tokens 150 300")
+            raise InputError("token counts must be positive", "e.g. --tokens 150")
         if self.batch_size < 1:
             raise InputError(f"batch size {self.batch_size} is below 1", "use a positive batch size")
         if self.repeats < 1:
@@ -899,7 +900,7 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
     model_info["dtype"] = dtype_name
     model_info["quantize"] = options.quantize
     model_info["cuda_graphs"] = options.cuda_graphs
-    bark = Bark(weights, tokenizer, folder, device, dtype, offload=False, attention=options.attention,
+    bark = Bark(weights, tokenizer, folder, device, dtype, offload=options.offload, attention=options.attention,
                 model_id=options.config, cuda_graphs=options.cuda_graphs)
 
     # On the CPU, with a per-run peak RSS, each bark-cli run is followed by its transformers run,
@@ -968,7 +969,7 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
             if options.decode_steps > 0:
                 say(f"timing {options.decode_steps} {stage} decode steps")
                 try:
-                    with bark._attention():
+                    with bark._attention(), bark._on_device(model):
                         floor.measured_seconds = time_decode_steps(model, batch, position, options.decode_steps,
                                                                    device, options.cuda_graphs)
                 except Exception as exc:  # the model API moved under us: report it, keep benchmarking
@@ -1012,7 +1013,8 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
                 finally:
                     if device.type != "cpu":
                         hf.to("cpu")
-                        _to(weights, device)
+                        if not bark.offload:
+                            _to(weights, device)
 
     ours_results: dict[int, RunResult] = {}
     hf_results: dict[int, RunResult] = {}
@@ -1088,7 +1090,8 @@ def format_report(report: BenchReport) -> list[str]:
     threads = f"{env['torch_threads']} thread(s)" if env["device"] == "cpu" else env["device_name"]
     lines.append(f"bark bench: {m['config']} ({m['weights']} weights, {m['weights_bytes'] / GiB:.2f} GiB), "
                  f"{env['device']} {m.get('dtype', o.dtype)}" + (f" + {o.quantize} weights" if o.quantize else "")
-                 + (" + CUDA graphs" if o.cuda_graphs else "") + f", {threads}, batch {o.batch_size}")
+                 + (" + CUDA graphs" if o.cuda_graphs else "") + (" + offload" if o.offload else "")
+                 + f", {threads}, batch {o.batch_size}")
     lines.append(f"  {env['device_name']}; torch {env['torch']}"
                  + (f", transformers {env['transformers']}" if env.get("transformers") else ""))
     if report.bandwidth:

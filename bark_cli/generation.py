@@ -26,9 +26,6 @@ from .presets import VoicePrompt
 Progress = Callable[[str, int, int], None]
 
 
-Step = Callable[..., torch.Tensor]
-
-
 @contextlib.contextmanager
 def kv_cache(model: GPT, batch_size: int, cuda_graph: bool = False):
     """A KV cache for one stage run, dropped afterwards (it holds up to block_size positions).
@@ -195,7 +192,7 @@ def generate_semantic(
 ) -> list[np.ndarray]:
     """Semantic tokens for each text, without the final EOS (int64 arrays). With
     `allow_early_stop` off, EOS is never chosen and every item runs `max_new_tokens` steps
-    (benchmarks need exact counts)."""
+    (benchmarks need exact counts). `cuda_graph`: decode steps through GraphStep."""
     batch = len(text_ids)
     device = model.position_embeds_layer.weight.device
     vocab, eos = config.semantic_vocab_size, config.semantic_eos_token

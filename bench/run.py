@@ -5,6 +5,7 @@
     python bench/run.py --config bark-small --tokens 150 --batch-size 8 --compare-transformers
     python bench/run.py --config suno/bark-small --dtype bfloat16 --json results.json
     python bench/run.py --config bark-small --dtype bfloat16 --quantize int8 --tokens 150 --compare-transformers
+    python bench/run.py --config bark --device cuda --dtype float16 --offload --cuda-graphs --tokens 100
 
 Prints a table per token count (seconds and rates per stage, real-time factor, peak memory,
 speedup = transformers seconds / bark-cli seconds) and the bandwidth floor of a decode step.
@@ -36,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", help="bark-cli's GPT stages: float32, bfloat16, float16")
     p.add_argument("--quantize", default=None, choices=["int8"], help="int8 weights for bark-cli's semantic and coarse stages")
     p.add_argument("--attention", default="auto", help="auto, sdpa, flash or math")
+    p.add_argument("--cuda-graphs", action="store_true", help="bark-cli's decode steps as replayed CUDA graphs")
+    p.add_argument("--offload", action="store_true", help="bark-cli keeps idle sub-models on the CPU (GPU memory)")
     p.add_argument("--compare-transformers", action="store_true", help="also run transformers' BarkModel")
     p.add_argument("--transformers-dtype", default=None, help="default: float32 on the CPU, else --dtype")
     p.add_argument("--transformers-batched", action="store_true",

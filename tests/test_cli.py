@@ -257,20 +257,27 @@ def test_flash_attention_on_cpu(model):
     assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--attention", "flash"), "flash attention needs a CUDA device")
 
 
-@pytest.mark.parametrize("args", [
-    ["say", "-o", "a.wav"],  # no text
-    ["say", "Hi.", "-f", "x.txt", "-o", "a.wav"],  # both
-    ["say", "Hi.", "-o", "-", "--json"],  # both want stdout
-    ["say", "Hi.", "-o", "a.wav", "--temperature", "-1"],
-    ["say", "Hi.", "-o", "a.wav", "--dtype", "float8"],
-    ["say", "Hi."],  # no -o
-    ["presets", "list", "--language", "xx"],
-    ["nonsense"],
+@pytest.mark.parametrize("args,fragment,command", [
+    (["say", "-o", "a.wav"], "no text given", "bark say"),
+    (["say", "Hi.", "-f", "x.txt", "-o", "a.wav"], "", "bark say"),  # both
+    (["say", "Hi.", "-o", "-", "--json"], "both want stdout", "bark say"),
+    (["say", "Hi.", "-o", "a.wav", "--temperature", "-1"], "--temperature", "bark say"),
+    (["say", "Hi.", "-o", "a.wav", "--dtype", "float8"], "float8", "bark say"),
+    (["say", "Hi."], "--output", "bark say"),  # no -o
+    (["presets", "list", "--language", "xx"], "'xx'", "bark presets list"),
+    (["bench", "--tokens", "150", "300"], "unexpected extra argument", "bark bench"),
+    (["nonsense"], "No such command 'nonsense'", "bark"),
+    (["--bogus"], "No such option: --bogus", "bark"),
 ])
-def test_usage_errors_exit_2(args):
+def test_usage_errors_exit_2_with_one_line(args, fragment, command):
     result = run(*args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and files_here() == []
+    assert_bad_input(result, fragment)
+    assert result.stderr.rstrip().endswith(f"(see '{command} -h')")
+
+
+def test_a_bare_group_shows_its_help():
+    result = run("presets")
+    assert result.exit_code == 2 and "list" in result.output and "error:" not in result.output
 
 
 def test_failures_while_generating_exit_1(monkeypatch):

@@ -9,13 +9,14 @@ import typer
 
 from .. import bench as measure
 from .common import (
-    DEVICE, Attention, AttentionOpt, CudaGraphsOpt, DeviceOpt, Dtype, Output, QuantizeOpt, QuietOpt, app, examples,
+    DEVICE, Attention, AttentionOpt, CudaGraphsOpt, DeviceOpt, Dtype, OffloadOpt, Output, QuantizeOpt, QuietOpt, app,
+    examples,
 )
 
 BENCH_EXAMPLES = examples(
     "bark bench",
     "bark bench --config bark --tokens 100",
-    "bark bench --tokens 150 300 --compare-transformers",
+    "bark bench --tokens 150 --tokens 300 --compare-transformers",
     "bark bench --tokens 150 --batch-size 8 --compare-transformers --transformers-runs 2",
     "bark bench --dtype bfloat16 --quantize int8 --json",
 )
@@ -39,6 +40,7 @@ def bench(
     attention: AttentionOpt = Attention.auto,
     quantize: QuantizeOpt = None,
     cuda_graphs: CudaGraphsOpt = False,
+    offload: OffloadOpt = False,
     threads: Annotated[int | None, typer.Option(min=1, help="torch.set_num_threads.", show_default=False)] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per token count (the median is kept).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
@@ -51,7 +53,8 @@ def bench(
     options = measure.BenchOptions(
         config=config, tokens=tuple(tokens), batch_size=batch_size, device=device, dtype=dtype_name,
         attention=attention.value, compare_transformers=compare_transformers, transformers_runs=transformers_runs,
-        threads=threads, repeats=repeats, quantize=quantize.value if quantize else None, cuda_graphs=cuda_graphs)
+        threads=threads, repeats=repeats, quantize=quantize.value if quantize else None, cuda_graphs=cuda_graphs,
+        offload=offload)
 
     def status(message: str) -> None:
         if out.interactive:

@@ -48,8 +48,28 @@ def print_error(message: str, hint: str = "") -> None:
     print(f"error: {message}" + (f" ({hint})" if hint else ""), file=sys.stderr, flush=True)
 
 
+# Click's UsageError as Typer raises it (Typer 0.2x carries its own copy of Click).
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def usage_error(exc: Exception):
+    """A bad option or argument: one line, like every other bad input, then exit 2. A bare
+    group's "error" is its help, which Typer shows."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        raise exc
+    ctx = getattr(exc, "ctx", None)
+    print_error(exc.format_message(), f"see '{ctx.command_path if ctx else 'bark'} -h'")
+    raise typer.Exit(exc.exit_code) from None
+
+
 class BarkGroup(TyperGroup):
     """The top-level group: every command runs inside its `invoke`, so errors are mapped here once."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:  # the group's own options
+            usage_error(exc)
 
     def invoke(self, ctx):
         try:
@@ -57,6 +77,8 @@ class BarkGroup(TyperGroup):
         except BarkError as exc:
             print_error(exc.message, exc.hint)
             raise typer.Exit(exit_code(exc)) from None
+        except UsageError as exc:  # a command's bad option or argument
+            usage_error(exc)
         except Exception as exc:
             # typer.Exit, usage errors (they carry an exit_code) and a closed pipe are Typer's to report.
             if hasattr(exc, "exit_code") or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):

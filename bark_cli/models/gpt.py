@@ -32,8 +32,8 @@ class KVCache(nn.Module):
 
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype, device):
         super().__init__()
-        # Never read past what was written (a static step masks the rest, and zeroes the buffer
-        # first: 0 times a stale NaN would still be NaN), so no need to zero.
+        # Left uninitialized: a step never reads past what was written (generation.GraphStep
+        # zeroes it first, since its masked reads still multiply by the stale values).
         self.register_buffer("kv", torch.empty((2, batch_size, num_heads, max_len, head_dim), dtype=dtype,
                                                device=device), persistent=False)
         self.register_buffer("positions", torch.arange(max_len, device=device), persistent=False)
