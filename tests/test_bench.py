@@ -65,6 +65,8 @@ def test_decode_floor(compared):
         assert floor.weight_bytes > 0 and floor.kv_bytes > 0 and floor.measured_seconds > 0
         assert floor.floor_seconds == pytest.approx(floor.weight_bytes / bw.floor_bytes_per_s)
         assert floor.ratio == pytest.approx(floor.measured_seconds / floor.floor_seconds)
+        assert 0 < floor.best_seconds <= floor.measured_seconds
+        assert floor.best_ratio == pytest.approx(floor.best_seconds / floor.floor_seconds)
 
 
 def test_report_json_and_text(compared):
