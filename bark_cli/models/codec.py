@@ -64,6 +64,8 @@ def pad1d(x: Tensor, left: int, right: int, mode: str) -> Tensor:
         return F.pad(x, (left, right), mode)
     length = x.shape[-1]
     zeros = max(0, max(left, right) - length + 1)
+    if zeros == 0:  # the usual case; F.pad by (0, 0) would still copy the whole signal
+        return F.pad(x, (left, right), mode)
     x = F.pad(x, (0, zeros))
     x = F.pad(x, (left, right), mode)
     return x[..., : x.shape[-1] - zeros]
