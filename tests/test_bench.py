@@ -176,6 +176,13 @@ def test_int8_needs_reduced_precision():
         run_benchmark(BenchOptions(config="tiny", quantize="int4", dtype="bfloat16"))
 
 
+def test_cuda_graphs_need_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match="CUDA graphs need a CUDA device"):
+        run_benchmark(BenchOptions(config="tiny", cuda_graphs=True))
+
+
 def test_bark_bench_command_prints_json():
     from typer.testing import CliRunner
 

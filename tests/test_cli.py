@@ -257,6 +257,11 @@ def test_flash_attention_on_cpu(model):
     assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--attention", "flash"), "flash attention needs a CUDA device")
 
 
+def test_cuda_graphs_on_cpu(model):
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--device", "cpu", "--cuda-graphs"),
+                     "CUDA graphs need a CUDA device")
+
+
 @pytest.mark.parametrize("args,fragment,command", [
     (["say", "-o", "a.wav"], "no text given", "bark say"),
     (["say", "Hi.", "-f", "x.txt", "-o", "a.wav"], "", "bark say"),  # both

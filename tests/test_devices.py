@@ -69,3 +69,28 @@ def test_offload_is_a_no_op_on_the_cpu(tiny_checkpoint):
 def test_cuda_graphs_need_cuda(tiny_checkpoint):
     with pytest.raises(DeviceError, match="CUDA graphs need a CUDA device"):
         Bark.load(tiny_checkpoint, device="cpu", cuda_graphs=True)
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_offload_moves_all_but_the_semantic_token_table(bark, monkeypatch, cuda_graphs):
+    """Which sub-modules offload sends to the GPU while a stage runs, recorded on the CPU: the
+    semantic stage leaves its token table behind (not under CUDA graphs, which look it up in
+    the graph); the other stages move whole."""
+    moved: list[tuple[torch.nn.Module, object]] = []
+    monkeypatch.setattr(torch.nn.Module, "to", lambda module, *args, **kwargs: moved.append((module, args)) or module)
+    gpu = Bark(bark.weights, bark.tokenizer, bark.folder, torch.device("cpu"), torch.float32)
+    gpu.offload, gpu.device, gpu.cuda_graphs = True, torch.device("cuda"), cuda_graphs
+    semantic = bark.weights.semantic
+    with gpu._on_device(semantic, gpu._semantic_stays()):
+        to_gpu = [module for module, args in moved if args == (torch.device("cuda"),)]
+    if cuda_graphs:
+        assert to_gpu == [semantic]
+    else:
+        rest = [child for name, child in semantic.named_children() if name != "input_embeds_layer"]
+        assert to_gpu == rest
+    assert moved[-1] == (semantic, ("cpu",))  # all of it back afterwards
+    moved.clear()
+    with gpu._on_device(bark.weights.coarse):
+        pass
+    assert [m for m, _ in moved] == [bark.weights.coarse, bark.weights.coarse]
+
