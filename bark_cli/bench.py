@@ -977,8 +977,8 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
                 say(f"timing {options.decode_steps} {stage} decode steps")
                 try:
                     with bark._attention(), bark._on_device(model):
-                        floor.measured_seconds, floor.best_seconds = time_decode_steps(model, batch, position, options.decode_steps,
-                                                                   device, options.cuda_graphs)
+                        floor.measured_seconds, floor.best_seconds = time_decode_steps(
+                            model, batch, position, options.decode_steps, device, options.cuda_graphs)
                 except Exception as exc:  # the model API moved under us: report it, keep benchmarking
                     floor.error = f"{type(exc).__name__}: {exc}"
                     notes.append(f"{stage} decode step not timed: {floor.error}")

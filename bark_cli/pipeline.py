@@ -212,15 +212,19 @@ class Bark:
         return (w.semantic, w.coarse, w.fine, w.codec)
 
     @contextlib.contextmanager
-    def _on_device(self, module: torch.nn.Module, stay: tuple[str, ...] = ()):
+    def _on_device(self, module: torch.nn.Module):
         """Run a stage with its sub-model on the device; with offload, send it back afterwards.
-        `stay`: children that stay on the CPU under offload."""
-        if self.offload and not stay:
-            module.to(self.device)
-        elif self.offload:
+
+        Under offload the semantic token table (130k rows, 30% of suno/bark's semantic model)
+        stays on the CPU: a step reads one row of it, and the stage's peak GPU memory drops by
+        its size. Not with CUDA graphs, which cannot capture the copy to the CPU.
+        """
+        if self.offload and module is self.weights.semantic and not self.cuda_graphs:
             for name, child in module.named_children():  # a GPT's tensors all sit in children
-                if name not in stay:
+                if name != "input_embeds_layer":
                     child.to(self.device)
+        elif self.offload:
+            module.to(self.device)
         try:
             yield module
         finally:
@@ -228,12 +232,6 @@ class Bark:
                 module.to("cpu")
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-
-    def _semantic_stays(self) -> tuple[str, ...]:
-        """Under offload the semantic token table (130k rows, 30% of suno/bark's semantic model)
-        stays on the CPU: a step reads one row of it, and the stage's peak GPU memory drops by
-        its size. Not with CUDA graphs, which cannot capture the copy to the CPU."""
-        return () if self.cuda_graphs else ("input_embeds_layer",)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -344,7 +342,7 @@ class Bark:
 
         with self._attention():
             start = time.perf_counter()
-            with self._on_device(w.semantic, self._semantic_stays()):
+            with self._on_device(w.semantic):
                 semantic = generation.generate_semantic(
                     w.semantic, [ids for ids, _ in tokenized], voice_prompt, cfg, stages["semantic"],
                     min_eos_p, max_tokens, generator, progress, allow_early_stop, self.cuda_graphs)

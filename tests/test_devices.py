@@ -81,7 +81,7 @@ def test_offload_moves_all_but_the_semantic_token_table(bark, monkeypatch, cuda_
     gpu = Bark(bark.weights, bark.tokenizer, bark.folder, torch.device("cpu"), torch.float32)
     gpu.offload, gpu.device, gpu.cuda_graphs = True, torch.device("cuda"), cuda_graphs
     semantic = bark.weights.semantic
-    with gpu._on_device(semantic, gpu._semantic_stays()):
+    with gpu._on_device(semantic):
         to_gpu = [module for module, args in moved if args == (torch.device("cuda"),)]
     if cuda_graphs:
         assert to_gpu == [semantic]
