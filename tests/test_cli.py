@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -255,6 +256,16 @@ def test_existing_output_needs_overwrite(model):
 
 def test_flash_attention_on_cpu(model):
     assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--attention", "flash"), "flash attention needs a CUDA device")
+
+
+def test_threads_option_sets_torch_threads(model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    assert say(model, "Hi.", "-o", "a.wav", "--threads", "1").exit_code == 0
+    assert run("batch", "-", "--model", model, *FAST, "--output-dir", "out", "--threads", "3",
+               input="One.\n").exit_code == 0
+    assert calls == [1, 3] and Path("a.wav").exists() and Path("out/00000.wav").exists()
+    assert_bad_input(say(model, "Hi.", "-o", "b.wav", "--threads", "0"), "--threads", files=["a.wav", "out"])
 
 
 def test_cuda_graphs_on_cpu(model):

@@ -15,7 +15,7 @@ from .common import (
     LONG, OUTPUT, Attention, AttentionOpt, BatchSizeOpt, CoarseTemperatureOpt, CudaGraphsOpt, DEFAULT_MODEL,
     DeviceOpt, Dtype, DtypeOpt, FineTemperatureOpt, MaxSemanticTokensOpt, MinEosPOpt, ModelOpt, OffloadOpt,
     OverwriteOpt, Output, QuantizeOpt, QuietOpt, RevisionOpt, SeedOpt, SemanticTemperatureOpt, Subtype,
-    TemperatureOpt, TopKOpt, TopPOpt, VoiceOpt, app, examples, load_model, parse_batch_size,
+    TemperatureOpt, ThreadsOpt, TopKOpt, TopPOpt, VoiceOpt, app, examples, load_model, parse_batch_size,
 )
 
 BATCH_EXAMPLES = examples(
@@ -72,6 +72,7 @@ def batch(
     attention: AttentionOpt = Attention.auto,
     quantize: QuantizeOpt = None,
     cuda_graphs: CudaGraphsOpt = False,
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Speak many texts, one audio file each.
@@ -99,7 +100,7 @@ def batch(
         raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}", "pick a folder you can write to") from None
     items = runner.select_shard(runner.plan_outputs(items, output_dir, template), shard_k_n)
 
-    bark, _ = load_model(out, model, revision, device, dtype, offload, attention, quantize, cuda_graphs)
+    bark, _ = load_model(out, model, revision, device, dtype, offload, attention, quantize, cuda_graphs, threads)
     options = dict(temperature=temperature, semantic_temperature=semantic_temperature,
                    coarse_temperature=coarse_temperature, fine_temperature=fine_temperature, top_k=top_k,
                    top_p=top_p, min_eos_p=min_eos_p, max_semantic_tokens=max_semantic_tokens)

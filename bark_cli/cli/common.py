@@ -292,6 +292,9 @@ QuantizeOpt = Annotated[Quantize | None, typer.Option(
 CudaGraphsOpt = Annotated[bool, typer.Option(
     help="Replay each decode step as a captured CUDA graph (CUDA only): fewer kernel launches per token.",
     rich_help_panel=DEVICE)]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    min=1, help="CPU threads for PyTorch (default: one per core). Processes running side by side "
+                "should each take their share.", show_default=False, rich_help_panel=DEVICE)]
 BatchSizeOpt = Annotated[str, typer.Option(
     help="Segments generated together, or auto to choose from free memory.", rich_help_panel=LONG)]
 
@@ -310,10 +313,15 @@ def parse_batch_size(value: str) -> int | None:
 
 
 def load_model(out: "Output", model: str, revision: str | None, device: str, dtype: "Dtype", offload: bool,
-               attention: "Attention", quantize: "Quantize | None" = None, cuda_graphs: bool = False):
+               attention: "Attention", quantize: "Quantize | None" = None, cuda_graphs: bool = False,
+               threads: int | None = None):
     """Load a model behind a spinner; returns (Bark, seconds it took)."""
+    import torch
+
     from ..pipeline import Bark
 
+    if threads:
+        torch.set_num_threads(threads)
     quiet_downloads(out)
     start = time.perf_counter()
     # A spinner would swallow huggingface_hub's download bars: none while the model downloads.

@@ -15,9 +15,8 @@ from ..text import DEFAULT_MAX_CHARS, load_tokenizer, plan_segments
 from .common import (
     LONG, OUTPUT, AttentionOpt, BatchSizeOpt, CoarseTemperatureOpt, CudaGraphsOpt, DeviceOpt, Dtype, DtypeOpt,
     FineTemperatureOpt, JsonOpt, MaxSemanticTokensOpt, MinEosPOpt, ModelOpt, OffloadOpt, OverwriteOpt, Output,
-    QuantizeOpt, QuietOpt,
-    RevisionOpt, SeedOpt, SemanticTemperatureOpt, Subtype, TemperatureOpt, TopKOpt, TopPOpt, VoiceMode, VoiceOpt,
-    Attention, DEFAULT_MODEL, app, examples, load_model, parse_batch_size,
+    QuantizeOpt, QuietOpt, RevisionOpt, SeedOpt, SemanticTemperatureOpt, Subtype, TemperatureOpt, ThreadsOpt, TopKOpt,
+    TopPOpt, VoiceMode, VoiceOpt, Attention, DEFAULT_MODEL, app, examples, load_model, parse_batch_size,
 )
 
 
@@ -79,6 +78,7 @@ def say(
     attention: AttentionOpt = Attention.auto,
     quantize: QuantizeOpt = None,
     cuda_graphs: CudaGraphsOpt = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -108,7 +108,8 @@ def say(
     # A voice file or a voice of the user's is checked before the model loads; a preset name needs the model.
     local_voice = presets.find_local_voice(voice) if voice else None
 
-    bark, load_seconds = load_model(out, model, revision, device, dtype, offload, attention, quantize, cuda_graphs)
+    bark, load_seconds = load_model(out, model, revision, device, dtype, offload, attention, quantize, cuda_graphs,
+                                    threads)
     prompt = local_voice.prompt if local_voice else bark.resolve_voice(voice)
     with out.stages() as progress:
         speech = bark.speak(
