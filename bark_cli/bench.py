@@ -909,6 +909,7 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
     model_info["cuda_graphs"] = options.cuda_graphs
     bark = Bark(weights, tokenizer, folder, device, dtype, offload=options.offload, attention=options.attention,
                 model_id=options.config, cuda_graphs=options.cuda_graphs)
+    model_info["offload"] = bark.offload  # a no-op on the CPU
 
     # On the CPU, with a per-run peak RSS, each bark-cli run is followed by its transformers run,
     # so both see the same load from other processes. Elsewhere bark-cli runs first, every token
@@ -1097,7 +1098,7 @@ def format_report(report: BenchReport) -> list[str]:
     threads = f"{env['torch_threads']} thread(s)" if env["device"] == "cpu" else env["device_name"]
     lines.append(f"bark bench: {m['config']} ({m['weights']} weights, {m['weights_bytes'] / GiB:.2f} GiB), "
                  f"{env['device']} {m.get('dtype', o.dtype)}" + (f" + {o.quantize} weights" if o.quantize else "")
-                 + (" + CUDA graphs" if o.cuda_graphs else "") + (" + offload" if o.offload else "")
+                 + (" + CUDA graphs" if o.cuda_graphs else "") + (" + offload" if m.get("offload") else "")
                  + f", {threads}, batch {o.batch_size}")
     lines.append(f"  {env['device_name']}; torch {env['torch']}"
                  + (f", transformers {env['transformers']}" if env.get("transformers") else ""))
