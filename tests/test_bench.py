@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,3 +195,17 @@ def test_bark_bench_command_prints_json():
     (run,) = report["results"]
     assert run["tokens"] == 12 and run["bark_cli"]["semantic_tokens"] == 12
     assert run["bark_cli"]["coarse_frames"] == math.floor(12 * 75 / 49.9)
+
+
+def test_decode_breakdown_script_runs_and_checks_its_fused_step():
+    """bench/decode_breakdown.py asserts its hand-fused step gives the model's logits, then
+    prints one line per variant."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "decode_breakdown.py"
+    result = subprocess.run([sys.executable, str(script), "--config", "tiny", "--rounds", "2", "--position", "20"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("floor ") and [line.split()[0] for line in lines[2:]] == [
+        "model", "fused", "matmuls", "+", "+", "+"]
