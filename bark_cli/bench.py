@@ -894,6 +894,10 @@ def _run(options: BenchOptions, say: Status) -> BenchReport:
             say(f"loading {options.config} into transformers")
             hf = import_transformers().BarkModel.from_pretrained(folder, dtype=torch.float32).eval()
             hf.generation_config = transformers_generation_config(gen)
+    if hf is not None:
+        # transformers' Bark has eager and flash-attention-2 paths, no SDPA one
+        impl = getattr(hf.semantic.config, "_attn_implementation", None) or "unknown"
+        notes.append(f"transformers' BarkModel attention: {impl}")
     if options.quantize == "int8":
         from .models.quantize import quantize_int8
 

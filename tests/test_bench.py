@@ -70,6 +70,10 @@ def test_decode_floor(compared):
         assert floor.best_ratio == pytest.approx(floor.best_seconds / floor.floor_seconds)
 
 
+def test_report_names_transformers_attention(compared):
+    assert "transformers' BarkModel attention: eager" in compared.notes
+
+
 def test_report_json_and_text(compared):
     data = json.loads(compared.to_json())
     (result,) = data["results"]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import random
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from bark_cli.errors import InputError
 from bark_cli.text import DEFAULT_MAX_CHARS, normalize_whitespace, spoken_length, split_text
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "tokenizer"
+from tiny_bark import REFERENCE  # noqa: E402
+
+TOKENIZER_DIR = REFERENCE / "tokenizer"
 CUE = re.compile(r"\[[^\[\]]*\]")
 CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 

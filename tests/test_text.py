@@ -22,8 +22,8 @@ import pytest
 from bark_cli.errors import CheckpointError
 from bark_cli.text import TextTokenizer, load_tokenizer, normalize_whitespace
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REFERENCE = SHARED / "reference"
+from tiny_bark import REFERENCE  # noqa: E402
+
 TOKENIZER_DIR = REFERENCE / "tokenizer"
 HF_CONFIGS = REFERENCE / "hf-configs"
 N_LINES = 1200

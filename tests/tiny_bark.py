@@ -9,13 +9,16 @@ nothing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared beside the checkout; BARK_SHARED names another copy (a machine the checkout travels
+# to alone, such as a GPU machine, gets one carried inside an ignored folder).
+SHARED = Path(os.environ.get("BARK_SHARED") or Path(__file__).resolve().parents[1].parent / "shared").resolve()
 REFERENCE = SHARED / "reference"
 SHARED_REASON = f"needs the reference data in {SHARED} (real vocabulary, Hub configs, voice prompts)"
 
