@@ -15,7 +15,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, Iterator, NoReturn
 
 import typer
 from rich.markup import escape
@@ -52,7 +52,7 @@ def print_error(message: str, hint: str = "") -> None:
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
-def usage_error(exc: Exception):
+def usage_error(exc: Exception) -> NoReturn:
     """A bad option or argument: one line, like every other bad input, then exit 2. A bare
     group's "error" is its help, which Typer shows."""
     if type(exc).__name__ == "NoArgsIsHelpError":
