@@ -21,6 +21,10 @@ def test_int8_linear_matches_the_rounded_weights(rows):
     torch.testing.assert_close(q(x).float(), expected, rtol=2e-2, atol=2e-2)
     assert (q.weight.float() * q.scales.float()[:, None] - linear.weight).abs().max() <= q.scales.max() / 2 + 1e-3
     torch.testing.assert_close(q(x, rows=slice(10, 20)), q(x)[..., 10:20], rtol=0, atol=0)
+    # float32 activations: the product still runs in the scales' dtype, the result comes back float32
+    out = q(x.float())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, q(x).float(), rtol=1e-2, atol=1e-2)
 
 
 def test_quantize_swaps_every_linear():

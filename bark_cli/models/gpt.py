@@ -40,9 +40,9 @@ class KVCache(nn.Module):
 
     def update(self, start: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write `kv` (2, B, H, T, D) at positions start..start+T-1; return all keys and values so far."""
-        end = start + kv.shape[3]
-        self.kv[:, :, :, start:end] = kv
-        return self.kv[0, :, :, :end], self.kv[1, :, :, :end]
+        self.kv.narrow(3, start, kv.shape[3]).copy_(kv)
+        written = self.kv.narrow(3, 0, start + kv.shape[3])
+        return written[0], written[1]
 
     def write_at(self, position: torch.Tensor, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Static-shape update: write one position held in a 0-dim tensor; return the whole
@@ -65,14 +65,16 @@ class SelfAttention(nn.Module):
         batch, length, width = x.shape
         # (B, T, 3C) -> (3, B, H, T, D): queries, keys and values as views, no copies
         qkv = self.att_proj(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv
+        q, kv = qkv[0], qkv[1:]
         if isinstance(start, torch.Tensor):
             # A static step (GPT.forward): attend over the whole cache, unwritten positions masked.
-            k, v, mask = self.kv_cache.write_at(start, qkv[1:])
+            k, v, mask = self.kv_cache.write_at(start, kv)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             if self.kv_cache is not None:
-                k, v = self.kv_cache.update(start, qkv[1:])
+                k, v = self.kv_cache.update(start, kv)
+            else:
+                k, v = kv[0], kv[1]
             # A prefill from position 0 needs the causal mask; a step appended to the cache may
             # see every cached position, so it needs none. Prefill after cached positions is not used.
             is_causal = self.causal and length > 1

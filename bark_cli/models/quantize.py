@@ -28,21 +28,26 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """x @ W.T (+ b); `rows` computes only those output features."""
-        weight, scales = self.weight, self.scales
-        bias = self.bias
+        weight, scales, bias = self.weight, self.scales, self.bias
         if rows is not None:
             weight, scales = weight[rows], scales[rows]
             bias = None if bias is None else bias[rows]
-        # The product runs in the scales' dtype; the activations around it may stay float32,
-        # whose LayerNorm and attention kernels are the fastest on a CPU.
-        flat = x.reshape(-1, self.in_features).to(scales.dtype)
-        if flat.shape[0] <= FUSED_MAX_ROWS and x.device.type == "cpu":
-            out = torch._weight_int8pack_mm(flat.contiguous(), weight.contiguous(), scales.contiguous())
+        # The product runs in the scales' dtype; the activations around it may be float32.
+        flat = x.reshape(-1, self.in_features)
+        if flat.dtype != scales.dtype:
+            flat = flat.to(scales.dtype)
+        # A decode step calls this ~50 times per token, and each tensor call costs microseconds
+        # on a slow host, so the common case (contiguous, CPU, no bias) makes only the one call.
+        if flat.shape[0] <= FUSED_MAX_ROWS and flat.is_cpu:
+            if rows is not None:
+                weight, scales = weight.contiguous(), scales.contiguous()
+            out = torch._weight_int8pack_mm(flat.contiguous(), weight, scales)
         else:
             out = F.linear(flat, weight.to(flat.dtype)) * scales
         if bias is not None:
             out = out + bias
-        return out.view(*x.shape[:-1], -1).to(x.dtype)
+        out = out.view(x.shape[:-1] + (out.shape[-1],))
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def quantize_int8(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
