@@ -477,6 +477,16 @@ def test_help_everywhere_with_an_example(command):
         assert "[laughter]" in result.stdout and "Exit codes" in result.stdout
 
 
+def test_help_paragraphs_wrap_to_the_terminal():
+    # batch's docstring breaks "temporary name / and renamed" across source lines; the help must
+    # not keep that break, or an 80-column terminal shows ragged half-empty lines.
+    wide = run("batch", "-h", env={"COLUMNS": "300"}).stdout
+    assert "written under a temporary name and renamed, so an existing file is complete" in wide
+    narrow = run("batch", "-h", env={"COLUMNS": "80"}).stdout
+    prose = narrow[narrow.index("Items whose") : narrow.index("JSONL")].splitlines()[:-2]
+    assert all(len(line.rstrip()) > 60 for line in prose[:-1]), prose
+
+
 def test_version():
     result = run("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"bark-cli {__version__}"

@@ -2,7 +2,9 @@
 their commands on the one app in `common`."""
 
 from . import batch, bench, models, say, voices  # noqa: F401 - registers the commands
-from .common import app
+from .common import app, reflow_help
+
+reflow_help(app)
 
 
 def main() -> None:

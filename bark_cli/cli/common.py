@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import json
 import os
 import sys
@@ -386,3 +387,14 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Join the lines of each help paragraph of every command. Typer keeps a docstring's line
+    breaks past its first paragraph, and a terminal narrower than the source lines then breaks
+    them a second time, leaving ragged half-empty lines."""
+    for info in typer_app.registered_commands:
+        text = inspect.cleandoc(info.help or info.callback.__doc__ or "")
+        info.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in text.split("\n\n"))
+    for group in typer_app.registered_groups:
+        reflow_help(group.typer_instance)
