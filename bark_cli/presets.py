@@ -103,6 +103,11 @@ def load_voice_file(path: str | os.PathLike) -> VoicePrompt:
     path = Path(path)
     if not path.is_file():
         raise PresetError(f"voice file {path} does not exist", "give the path of a .npz voice")
+    # A .npz is a zip archive; anything else (a .npy, text, an empty file) would reach numpy's
+    # other readers and fail with messages about pickles or arrays.
+    if not zipfile.is_zipfile(path):
+        raise PresetError(f"voice file {path} is not a .npz archive",
+                          "give a .npz written by numpy.savez with semantic_prompt, coarse_prompt, fine_prompt")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

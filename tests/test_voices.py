@@ -72,7 +72,19 @@ def test_save_and_reload_round_trip(tmp_path):
 def test_unreadable_file(tmp_path):
     bad = tmp_path / "broken.npz"
     bad.write_bytes(b"not a zip")
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    single = tmp_path / "semantic.npy"  # one array, as np.save writes it: np.load returns no archive
+    np.save(single, np.zeros(3, dtype=np.int64))
+    for path in (bad, empty, single):
+        with pytest.raises(PresetError, match="is not a .npz archive"):
+            load_voice_file(path)
+    corrupt = tmp_path / "corrupt.npz"  # a zip whose member's header is overwritten
+    np.savez(corrupt, semantic_prompt=np.zeros(30, dtype=np.int64))
+    data = bytearray(corrupt.read_bytes())
+    data[:30] = bytes(30)
+    corrupt.write_bytes(bytes(data))
     with pytest.raises(PresetError, match="cannot read voice file"):
-        load_voice_file(bad)
+        load_voice_file(corrupt)
     with pytest.raises(PresetError, match="does not exist"):
         load_voice_file(tmp_path / "absent.npz")
