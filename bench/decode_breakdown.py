@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bark_cli import generation  # noqa: E402
 from bark_cli.bench import SIZES, bark_config, decode_step_bytes, measure_bandwidth  # noqa: E402
-from bark_cli.models.gpt import GPT  # noqa: E402
+from bark_cli.models.gpt import GPT, gelu  # noqa: E402
 
 
-def fused_step(model: GPT, ids: torch.Tensor, pos: int, attention=True, norms=True, gelu=True) -> torch.Tensor:
+def fused_step(model: GPT, ids: torch.Tensor, pos: int, attention=True, norms=True, with_gelu=True) -> torch.Tensor:
     """One token through `model`'s weights without modules; parts can be left out."""
     c = model.config
     heads, width = c.num_heads, c.hidden_size
@@ -58,7 +58,7 @@ def fused_step(model: GPT, ids: torch.Tensor, pos: int, attention=True, norms=Tr
             y = qkv[:, :width]
         x = torch.addmm(x, y, block.attn.out_proj.weight.t())
         h = torch.mm(norm(x, block.layernorm_2), block.mlp.in_proj.weight.t())
-        x = torch.addmm(x, F.gelu(h) if gelu else h, block.mlp.out_proj.weight.t())
+        x = torch.addmm(x, gelu(h) if with_gelu else h, block.mlp.out_proj.weight.t())
     return torch.mm(norm(x, model.layernorm_final), model.lm_head.weight.t())
 
 
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     variants = {
         "model": lambda ids, at: model(ids=ids, start=at),
         "fused": lambda ids, at: fused_step(model, ids, at),
-        "matmuls": lambda ids, at: fused_step(model, ids, at, attention=False, norms=False, gelu=False),
-        "+ attention": lambda ids, at: fused_step(model, ids, at, norms=False, gelu=False),
-        "+ norms": lambda ids, at: fused_step(model, ids, at, attention=False, gelu=False),
+        "matmuls": lambda ids, at: fused_step(model, ids, at, attention=False, norms=False, with_gelu=False),
+        "+ attention": lambda ids, at: fused_step(model, ids, at, norms=False, with_gelu=False),
+        "+ norms": lambda ids, at: fused_step(model, ids, at, attention=False, with_gelu=False),
         "+ gelu": lambda ids, at: fused_step(model, ids, at, attention=False, norms=False),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}

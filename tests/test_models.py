@@ -108,3 +108,21 @@ def test_fine_heads_are_tied_to_embeddings(ours):
     for i, head in enumerate(fine.lm_heads):
         assert head.weight.data_ptr() == fine.input_embeds_layers[i + 1].weight.data_ptr()
     assert fine.input_embeds_layers[0].weight.data_ptr() not in {h.weight.data_ptr() for h in fine.lm_heads}
+
+
+@pytest.mark.parametrize("values", [3072, 8 * 3072, 1 << 17])  # a decode step, a batch of 8, a prefill
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gelu_is_exact_gelu_on_either_kernel(values, dtype):
+    from bark_cli.models.gpt import gelu
+
+    x = torch.linspace(-6, 6, values, dtype=torch.float64)
+    expected = x * 0.5 * (1 + torch.erf(x / 2**0.5))  # Bark's GELU, in float64
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2  # oneDNN's erf is good to ~1e-6
+    torch.testing.assert_close(gelu(x.to(dtype)).double(), expected, rtol=tolerance, atol=tolerance)
+    assert torch.backends.mkldnn.enabled  # switched back for everything else
+    torch.backends.mkldnn.enabled = False  # a user's own setting is left alone
+    try:
+        gelu(x.float())
+        assert not torch.backends.mkldnn.enabled
+    finally:
+        torch.backends.mkldnn.enabled = True
