@@ -180,7 +180,7 @@ def test_unknown_preset(model):
 
 def test_unreadable_npz(model):
     Path("junk.npz").write_bytes(b"this is not a zip file")
-    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--voice", "junk.npz"), "cannot read voice file", ["junk.npz"])
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--voice", "junk.npz"), "is not a .npz archive", ["junk.npz"])
 
 
 def test_malformed_npz(model):
@@ -377,7 +377,7 @@ def test_presets_show_suno(model):
 
 def test_presets_bad_inputs(model):
     Path("junk.npz").write_bytes(b"junk")
-    assert_bad_input(run("presets", "add", "junk.npz", "--name", "junk"), "cannot read voice file", ["junk.npz"])
+    assert_bad_input(run("presets", "add", "junk.npz", "--name", "junk"), "is not a .npz archive", ["junk.npz"])
     assert_bad_input(run("presets", "add", "junk.npz", "--name", "en_speaker_0"), "", ["junk.npz"])
     assert_bad_input(run("presets", "remove", "announcer"), "is a Suno preset", ["junk.npz"])
     assert_bad_input(run("presets", "show", "v2/en_speaker_6", "--model", "bark-cli-tests/not-cached"),

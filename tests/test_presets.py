@@ -105,7 +105,7 @@ def test_add_validates_before_copying(tmp_path, voices_dir):
     with pytest.raises(PresetError, match=r"coarse_prompt has shape \(3, 18\)"):
         presets.add_user_voice(bad, "bad")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(PresetError, match="cannot read voice file"):
+    with pytest.raises(PresetError, match="is not a .npz archive"):
         presets.add_user_voice(tmp_path / "junk.npz", "junk")
     assert not voices_dir.exists()
 
