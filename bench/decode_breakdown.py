@@ -10,9 +10,11 @@ printed with its ratio to the bandwidth floor (the weights a step reads, at the 
 memory was seen to move, as `bark bench` prints it). The variants:
 
     model            GPT.forward, as generation runs it
-    fused            the same arithmetic written out with no modules (2-D matmuls, residuals
-                     fused into addmm): what remains is PyTorch's own kernels
+    fused            the same arithmetic written out with no modules (2-D products through
+                     the model's kernel, oneDNN where PyTorch has it): what remains is kernels
+    fused-mkl        the same with torch.mm/addmm, which PyTorch sends to MKL
     matmuls          only the matrix products of the fused step (the weight traffic)
+    matmuls-mkl      the same through torch.mm
     + attention      matmuls, cache write and SDPA over the cache
     + norms          matmuls and the LayerNorms
     + gelu           matmuls and the GELU
@@ -33,10 +35,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bark_cli import generation  # noqa: E402
 from bark_cli.bench import SIZES, bark_config, decode_step_bytes, measure_bandwidth  # noqa: E402
-from bark_cli.models.gpt import GPT, gelu  # noqa: E402
+from bark_cli.models.gpt import GPT, ONEDNN_LINEAR, gelu  # noqa: E402
 
 
-def fused_step(model: GPT, ids: torch.Tensor, pos: int, attention=True, norms=True, with_gelu=True) -> torch.Tensor:
+def product(x: torch.Tensor, weight: torch.Tensor, mkl: bool) -> torch.Tensor:
+    """x @ weight.T on oneDNN (as the model's Linear runs it) or, with `mkl`, through torch.mm."""
+    if mkl or not ONEDNN_LINEAR:
+        return torch.mm(x, weight.t())
+    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+
+def fused_step(model: GPT, ids: torch.Tensor, pos: int, attention=True, norms=True, with_gelu=True,
+               mkl=False) -> torch.Tensor:
     """One token through `model`'s weights without modules; parts can be left out."""
     c = model.config
     heads, width = c.num_heads, c.hidden_size
@@ -47,7 +57,7 @@ def fused_step(model: GPT, ids: torch.Tensor, pos: int, attention=True, norms=Tr
         return F.layer_norm(h, (width,), layer.weight, layer.bias) if norms else h
 
     for block in model.layers:
-        qkv = torch.mm(norm(x, block.layernorm_1), block.attn.att_proj.weight.t())
+        qkv = product(norm(x, block.layernorm_1), block.attn.att_proj.weight, mkl)
         if attention:
             kv = block.attn.kv_cache.kv
             qkv = qkv.view(batch, 3, heads, 1, width // heads).transpose(0, 1)
@@ -56,10 +66,10 @@ def fused_step(model: GPT, ids: torch.Tensor, pos: int, attention=True, norms=Tr
             y = y.reshape(batch, width)
         else:
             y = qkv[:, :width]
-        x = torch.addmm(x, y, block.attn.out_proj.weight.t())
-        h = torch.mm(norm(x, block.layernorm_2), block.mlp.in_proj.weight.t())
-        x = torch.addmm(x, gelu(h) if with_gelu else h, block.mlp.out_proj.weight.t())
-    return torch.mm(norm(x, model.layernorm_final), model.lm_head.weight.t())
+        x = x + product(y, block.attn.out_proj.weight, mkl)
+        h = product(norm(x, block.layernorm_2), block.mlp.in_proj.weight, mkl)
+        x = x + product(gelu(h) if with_gelu else h, block.mlp.out_proj.weight, mkl)
+    return product(norm(x, model.layernorm_final), model.lm_head.weight, mkl)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     variants = {
         "model": lambda ids, at: model(ids=ids, start=at),
         "fused": lambda ids, at: fused_step(model, ids, at),
+        "fused-mkl": lambda ids, at: fused_step(model, ids, at, mkl=True),
         "matmuls": lambda ids, at: fused_step(model, ids, at, attention=False, norms=False, with_gelu=False),
+        "matmuls-mkl": lambda ids, at: fused_step(model, ids, at, attention=False, norms=False, with_gelu=False,
+                                                  mkl=True),
         "+ attention": lambda ids, at: fused_step(model, ids, at, norms=False, with_gelu=False),
         "+ norms": lambda ids, at: fused_step(model, ids, at, attention=False, with_gelu=False),
         "+ gelu": lambda ids, at: fused_step(model, ids, at, attention=False, norms=False),
@@ -91,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         model(ids=torch.zeros(b, pos, dtype=torch.long), start=0)
         ids = torch.randint(0, 1000, (b, 1), generator=torch.Generator().manual_seed(1))
         expected = model(ids=ids, start=pos)[:, 0]
-        got = fused_step(model, ids, pos)
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)  # the fused step is the same step
+        for mkl in (False, True):  # the fused step is the same step
+            torch.testing.assert_close(fused_step(model, ids, pos, mkl=mkl), expected, rtol=1e-4, atol=1e-4)
         for r in range(args.rounds):
             at = min(pos + 1 + r, model.config.block_size - 1)
             for name, step in variants.items():
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{bandwidth.floor_bytes_per_s / 1e9:.1f} GB/s")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:<12}{median * 1e3:8.2f} ms {median / floor:6.2f}x floor")
+        print(f"  {name:<13}{median * 1e3:8.2f} ms {median / floor:6.2f}x floor")
     return 0
 
 

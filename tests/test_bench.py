@@ -212,4 +212,4 @@ def test_decode_breakdown_script_runs_and_checks_its_fused_step():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[1].startswith("floor ") and [line.split()[0] for line in lines[2:]] == [
-        "model", "fused", "matmuls", "+", "+", "+"]
+        "model", "fused", "fused-mkl", "matmuls", "matmuls-mkl", "+", "+", "+"]

@@ -126,3 +126,57 @@ def test_gelu_is_exact_gelu_on_either_kernel(values, dtype):
         assert not torch.backends.mkldnn.enabled
     finally:
         torch.backends.mkldnn.enabled = True
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1, 96), (2, 7, 96), (5, 96)])  # a decode step, a prefill, 2-D
+def test_linear_matches_float64_on_every_path(bias, shape):
+    """Linear's oneDNN product (inference) and its F.linear fallback (autograd) compute the same
+    thing: x W^T + b, optionally a slice of output features, optionally through the erf GELU."""
+    from bark_cli.models.gpt import Linear
+
+    torch.manual_seed(0)
+    layer = Linear(96, 160, bias=bias)
+    x = torch.randn(shape)
+    w64, b64 = layer.weight.double(), None if layer.bias is None else layer.bias.double()
+    for rows in (None, slice(32, 96)):
+        for gelu_out in (False, True):
+            w, b = (w64, b64) if rows is None else (w64[rows], None if b64 is None else b64[rows])
+            expected = x.double() @ w.T + (0 if b is None else b)
+            if gelu_out:
+                expected = expected * 0.5 * (1 + torch.erf(expected / 2**0.5))
+            with torch.inference_mode():
+                fast = layer(x, rows, gelu_out)
+            slow = layer(x, rows, gelu_out)  # grad enabled: the differentiable path
+            assert fast.shape == slow.shape == expected.shape
+            torch.testing.assert_close(fast.double(), expected, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(slow.double(), expected, rtol=1e-5, atol=1e-5)
+            slow.sum().backward()  # still trainable outside inference
+            assert layer.weight.grad is not None
+            layer.weight.grad = None
+
+
+def test_float32_cpu_linears_run_on_onednn():
+    """The point of Linear: in inference on the CPU, float32 products go to oneDNN (with the GELU
+    fused), not to MKL's matrix-vector path; bfloat16 and autograd keep F.linear."""
+    from bark_cli.models.gpt import MLP, ONEDNN_LINEAR
+    from bark_cli.config import GPTConfig
+    from torch.profiler import ProfilerActivity, profile
+
+    if not ONEDNN_LINEAR:
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    config = GPTConfig(block_size=16, input_vocab_size=8, output_vocab_size=8, num_layers=1, num_heads=2,
+                       hidden_size=32, dropout=0.0, bias=True)
+    mlp = MLP(config)
+
+    def ops(module, x, **mode):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with torch.inference_mode(**mode):
+                module(x)
+        return {event.key for event in prof.key_averages()}
+
+    x = torch.randn(1, 1, 32)
+    fast = ops(mlp, x)
+    assert "mkldnn::_linear_pointwise" in fast and "aten::gelu" not in fast
+    assert "mkldnn::_linear_pointwise" not in ops(mlp, x, mode=False)
+    assert "mkldnn::_linear_pointwise" not in ops(mlp.to(torch.bfloat16), x.bfloat16())

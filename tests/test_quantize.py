@@ -25,6 +25,10 @@ def test_int8_linear_matches_the_rounded_weights(rows):
     out = q(x.float())
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, q(x).float(), rtol=1e-2, atol=1e-2)
+    # the MLP's first projection asks for the erf GELU on its output
+    y = q(x).double()
+    torch.testing.assert_close(q(x, gelu_out=True).double(), y * 0.5 * (1 + torch.erf(y / 2**0.5)),
+                               rtol=2e-2, atol=2e-2)
 
 
 def test_quantize_swaps_every_linear():

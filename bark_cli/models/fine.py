@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import FineConfig
-from .gpt import Block
+from .gpt import Block, Linear
 
 
 class FineGPT(nn.Module):
@@ -27,7 +27,7 @@ class FineGPT(nn.Module):
         self.layernorm_final = nn.LayerNorm(config.hidden_size)
         self.lm_heads = nn.ModuleList(
             [
-                nn.Linear(config.hidden_size, config.output_vocab_size, bias=False)
+                Linear(config.hidden_size, config.output_vocab_size, bias=False)
                 for _ in range(config.n_codes_given, config.n_codes_total)
             ]
         )

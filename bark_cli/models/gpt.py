@@ -51,14 +51,56 @@ class KVCache(nn.Module):
         return self.kv[0], self.kv[1], (self.positions <= position)[None, None, None]
 
 
+# Up to this many values, GELU runs PyTorch's own CPU kernel instead of oneDNN's: oneDNN sets up
+# its primitive on every call, 20-150 µs however small the input, against ~10 µs for a decode
+# step's 3072 values (12-24 calls per token). Larger inputs (prefill, the fine stage) gain from it.
+NATIVE_GELU_MAX_VALUES = 1 << 16
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU, as Bark uses it."""
+    if x.is_cpu and x.numel() <= NATIVE_GELU_MAX_VALUES and torch.backends.mkldnn.enabled:
+        torch.backends.mkldnn.enabled = False  # the only switch PyTorch offers between the two
+        try:
+            return F.gelu(x)
+        finally:
+            torch.backends.mkldnn.enabled = True
+    return F.gelu(x)
+
+
+# PyTorch sends float32 CPU linears to MKL; oneDNN's product, called directly, reads the weights
+# of a one-token step up to twice as fast on some CPUs (MKL's AMD path: 13 against 24 GB/s, see
+# bench/cpu_linear.py) and is never slower there. bfloat16 linears already go to oneDNN.
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters, same state dict) that can compute a slice of its output
+    features and apply the exact GELU in the same call; on the CPU in float32 it runs oneDNN's
+    product, with the GELU fused into it."""
+
+    def forward(self, x: torch.Tensor, rows: slice | None = None, gelu_out: bool = False) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if rows is not None:
+            weight, bias = weight[rows], None if bias is None else bias[rows]
+        if (ONEDNN_LINEAR and x.is_cpu and x.dtype == torch.float32 and weight.dtype == torch.float32
+                and not torch.is_grad_enabled() and torch.backends.mkldnn.enabled):
+            # oneDNN's op has no backward, hence inference only; "none" selects the erf GELU
+            if gelu_out:
+                return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        out = F.linear(x, weight, bias)
+        return gelu(out) if gelu_out else out
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, causal: bool):
         super().__init__()
         self.num_heads = config.num_heads
         self.head_dim = config.hidden_size // config.num_heads
         self.causal = causal
-        self.att_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.att_proj = Linear(config.hidden_size, 3 * config.hidden_size, bias=config.bias)
+        self.out_proj = Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
@@ -85,31 +127,14 @@ class SelfAttention(nn.Module):
         return self.out_proj(y)
 
 
-# Up to this many values, GELU runs PyTorch's own CPU kernel instead of oneDNN's: oneDNN sets up
-# its primitive on every call, 20-150 µs however small the input, against ~10 µs for a decode
-# step's 3072 values (12-24 calls per token). Larger inputs (prefill, the fine stage) gain from it.
-NATIVE_GELU_MAX_VALUES = 1 << 16
-
-
-def gelu(x: torch.Tensor) -> torch.Tensor:
-    """Exact (erf) GELU, as Bark uses it."""
-    if x.is_cpu and x.numel() <= NATIVE_GELU_MAX_VALUES and torch.backends.mkldnn.enabled:
-        torch.backends.mkldnn.enabled = False  # the only switch PyTorch offers between the two
-        try:
-            return F.gelu(x)
-        finally:
-            torch.backends.mkldnn.enabled = True
-    return F.gelu(x)
-
-
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.in_proj = nn.Linear(config.hidden_size, 4 * config.hidden_size, bias=config.bias)
-        self.out_proj = nn.Linear(4 * config.hidden_size, config.hidden_size, bias=config.bias)
+        self.in_proj = Linear(config.hidden_size, 4 * config.hidden_size, bias=config.bias)
+        self.out_proj = Linear(4 * config.hidden_size, config.hidden_size, bias=config.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(gelu(self.in_proj(x)))
+        return self.out_proj(self.in_proj(x, gelu_out=True))
 
 
 class Block(nn.Module):
@@ -140,7 +165,7 @@ class GPT(nn.Module):
             [Block(config, causal=True, layernorm_bias=config.bias) for _ in range(config.num_layers)]
         )
         self.layernorm_final = nn.LayerNorm(config.hidden_size, bias=config.bias)
-        self.lm_head = nn.Linear(config.hidden_size, config.output_vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.output_vocab_size, bias=False)
         self.cache_batch_size = 0
 
     def setup_cache(self, batch_size: int) -> None:
@@ -211,8 +236,4 @@ class GPT(nn.Module):
 
     def head(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """LM head over hidden states; `rows` computes only those vocabulary entries."""
-        if rows is None:
-            return self.lm_head(x)
-        if isinstance(self.lm_head, nn.Linear):
-            return F.linear(x, self.lm_head.weight[rows])
-        return self.lm_head(x, rows)  # a quantized head slices its own rows
+        return self.lm_head(x, rows)

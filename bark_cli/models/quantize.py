@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gpt import gelu
+
 # Up to this many rows, PyTorch's fused CPU kernel (int8 weights, no dequantized copy) is the
 # fastest; above it (prefill), dequantizing once and running a GEMM is.
 FUSED_MAX_ROWS = 8
@@ -26,8 +28,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales.to(dtype))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(dtype))
 
-    def forward(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
-        """x @ W.T (+ b); `rows` computes only those output features."""
+    def forward(self, x: torch.Tensor, rows: slice | None = None, gelu_out: bool = False) -> torch.Tensor:
+        """x @ W.T (+ b); `rows` computes only those output features; `gelu_out` applies the GELU."""
         weight, scales, bias = self.weight, self.scales, self.bias
         if rows is not None:
             weight, scales = weight[rows], scales[rows]
@@ -47,6 +49,8 @@ class Int8Linear(nn.Module):
         if bias is not None:
             out = out + bias
         out = out.view(x.shape[:-1] + (out.shape[-1],))
+        if gelu_out:
+            out = gelu(out)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
