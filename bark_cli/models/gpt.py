@@ -68,9 +68,10 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x)
 
 
-# PyTorch sends float32 CPU linears to MKL; oneDNN's product, called directly, reads the weights
-# of a one-token step up to twice as fast on some CPUs (MKL's AMD path: 13 against 24 GB/s, see
-# bench/cpu_linear.py) and is never slower there. bfloat16 linears already go to oneDNN.
+# PyTorch sends float32 CPU linears to MKL; oneDNN's product, called directly, is the faster of
+# the two: on a 2-core AMD EPYC a bark-small step's products take 14 ms against MKL's 27 (bench/
+# decode_breakdown.py, matmuls against matmuls-mkl), prefill-sized ones about 15% less. bfloat16
+# linears already go to oneDNN.
 ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
