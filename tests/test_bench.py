@@ -68,6 +68,11 @@ def test_decode_floor(compared):
         assert floor.ratio == pytest.approx(floor.measured_seconds / floor.floor_seconds)
         assert 0 < floor.best_seconds <= floor.measured_seconds
         assert floor.best_ratio == pytest.approx(floor.best_seconds / floor.floor_seconds)
+        # the floor: the weights at the copy rate (bytes read), which the strict floor
+        # counts as half the traffic a copy moves
+        assert floor.copy_floor_seconds == pytest.approx(floor.weight_bytes / bw.copy_bytes_per_s)
+        assert floor.copy_floor_seconds >= 2 * floor.floor_seconds * (1 - 1e-9)
+        assert floor.copy_ratio == pytest.approx(floor.measured_seconds / floor.copy_floor_seconds)
 
 
 def test_report_names_transformers_attention(compared):
