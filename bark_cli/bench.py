@@ -605,8 +605,7 @@ def decode_step_bytes(model: GPT) -> int:
 def kv_step_bytes(model: GPT, batch: int, position: int) -> int:
     """KV cache a decode step at `position` reads (keys and values of every earlier position)."""
     c = model.config
-    activations = model.position_embeds_layer.weight  # the activation dtype (linears may be int8)
-    return 2 * c.num_layers * batch * position * c.hidden_size * activations.element_size()
+    return 2 * c.num_layers * batch * position * c.hidden_size * model.cache_dtype.itemsize
 
 
 @torch.inference_mode()

@@ -175,7 +175,7 @@ def test_bfloat16_int8_against_float32_transformers():
     assert (comp.ours.dtype, comp.transformers.dtype) == ("bfloat16+int8", "float32")
     semantic = report.floors[0]
     assert semantic.error is None and semantic.measured_seconds > 0
-    assert semantic.kv_bytes == 2 * 2 * 1 * semantic.position * 32 * 2  # bfloat16 cache, not int8
+    assert semantic.kv_bytes == 2 * 2 * 1 * semantic.position * 32 * 4  # a float32 cache on the CPU, not int8
     assert "bfloat16 + int8 weights" in format_report(report)[0]
 
 

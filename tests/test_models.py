@@ -91,6 +91,30 @@ def test_static_step_equals_sliced_step(ours, stage, vocab):
     torch.testing.assert_close(torch.cat(steps, 1), full[:, 29:], **TOL)
 
 
+def test_bfloat16_on_cpu_keeps_a_float32_cache(ours):
+    """Under bfloat16 on the CPU the KV cache is float32 (faster attention there); cached steps,
+    sliced or static, stay as close to the float32 model as the bfloat16 full pass is."""
+    import copy
+
+    model32 = ours.semantic
+    model = copy.deepcopy(model32).to(torch.bfloat16)
+    assert model.cache_dtype == torch.float32 and model32.cache_dtype == torch.float32
+    ids = torch.randint(0, 129_600, (2, 40), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = model32(ids=ids, all_logits=True)[:, 29:]
+        full_error = (model(ids=ids, all_logits=True)[:, 29:].float() - reference).abs().max()
+        for static in (False, True):
+            model.setup_cache(2)
+            assert {block.attn.kv_cache.kv.dtype for block in model.layers} == {torch.float32}
+            steps = [model(ids=ids[:, :30], start=0)]
+            for pos in range(30, 40):
+                steps.append(model(ids=ids[:, pos : pos + 1], start=torch.tensor(pos) if static else pos))
+            model.clear_cache()
+            got = torch.cat(steps, 1)
+            assert got.dtype == torch.bfloat16
+            assert (got.float() - reference).abs().max() <= 1.5 * full_error + 1e-3
+
+
 def test_fine_logits_match_transformers(ours, hf_tiny):
     codes = torch.randint(0, 1056, (2, 1024, 8), generator=torch.Generator().manual_seed(3))
     worst = 0.0
@@ -154,6 +178,20 @@ def test_linear_matches_float64_on_every_path(bias, shape):
             slow.sum().backward()  # still trainable outside inference
             assert layer.weight.grad is not None
             layer.weight.grad = None
+
+
+@pytest.mark.parametrize("rows", [1, 8])  # a decode step (PyTorch's own kernel), a batch (oneDNN)
+def test_bfloat16_linear_matches_float64(rows):
+    from bark_cli.models.gpt import Linear
+
+    torch.manual_seed(0)
+    layer = Linear(256, 192).to(torch.bfloat16)
+    x = torch.randn(rows, 1, 256).bfloat16()
+    expected = x.double() @ layer.weight.double().T + layer.bias.double()
+    with torch.inference_mode():
+        got = layer(x)
+    assert got.dtype == torch.bfloat16 and torch.backends.mkldnn.enabled  # switched back
+    torch.testing.assert_close(got.double(), expected, rtol=2e-2, atol=5e-2)
 
 
 def test_float32_cpu_linears_run_on_onednn():
