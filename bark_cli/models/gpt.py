@@ -58,7 +58,8 @@ NATIVE_GELU_MAX_VALUES = 1 << 16
 
 
 def without_onednn(op, *args):
-    """op(*args) on PyTorch's own CPU kernels, oneDNN switched off for the one call."""
+    """op(*args) on PyTorch's own CPU kernels, oneDNN switched off for the one call. The switch
+    is global: another thread meanwhile may get the other kernel, which computes the same."""
     if not torch.backends.mkldnn.enabled:
         return op(*args)
     torch.backends.mkldnn.enabled = False  # the only switch PyTorch offers between the two
@@ -75,17 +76,18 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x)
 
 
-# PyTorch sends float32 CPU linears to MKL; oneDNN's product, called directly, is the faster of
-# the two: on a 2-core AMD EPYC a bark-small step's products take 14 ms against MKL's 27 (bench/
-# decode_breakdown.py, matmuls against matmuls-mkl), prefill-sized ones about 15% less. bfloat16
-# linears already go to oneDNN.
+# Which kernel runs a CPU linear decides a decode step's speed, as a step only streams weights.
+# float32: PyTorch sends it to MKL; oneDNN's product, called directly, is faster (on a 2-core AMD
+# EPYC a bark-small step's products take 14 ms against MKL's 27: bench/decode_breakdown.py,
+# matmuls against matmuls-mkl; prefill-sized ones about 15% less). bfloat16: PyTorch sends it to
+# oneDNN, whose one-row product reads 13 GB/s there against 35 for PyTorch's own kernel.
 ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 class Linear(nn.Linear):
     """nn.Linear (same parameters, same state dict) that can compute a slice of its output
-    features and apply the exact GELU in the same call; on the CPU in float32 it runs oneDNN's
-    product, with the GELU fused into it."""
+    features and apply the exact GELU in the same call. On the CPU, float32 runs oneDNN's
+    product with the GELU fused into it, and a bfloat16 row PyTorch's own kernel."""
 
     def forward(self, x: torch.Tensor, rows: slice | None = None, gelu_out: bool = False) -> torch.Tensor:
         weight, bias = self.weight, self.bias
@@ -98,8 +100,6 @@ class Linear(nn.Linear):
                 return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
         if x.is_cpu and x.dtype == torch.bfloat16 and x.numel() == x.shape[-1]:
-            # One row in bfloat16 (a decode step): PyTorch's own matrix-vector kernel reads the
-            # weights at full memory speed, oneDNN's at a third of it (35 against 13 GB/s).
             out = without_onednn(F.linear, x, weight, bias)
         else:
             out = F.linear(x, weight, bias)
