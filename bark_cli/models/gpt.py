@@ -7,6 +7,8 @@ without renaming (bark-spec §6.1, §7.1). Attention runs through PyTorch's
 
 from __future__ import annotations
 
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -81,7 +83,9 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
 # EPYC a bark-small step's products take 14 ms against MKL's 27: bench/decode_breakdown.py,
 # matmuls against matmuls-mkl; prefill-sized ones about 15% less). bfloat16: PyTorch sends it to
 # oneDNN, whose one-row product reads 13 GB/s there against 35 for PyTorch's own kernel.
-ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+# Only on x86-64, where it was measured (ARM builds send linears to other libraries).
+ONEDNN_LINEAR = (platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
+                 and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
 class Linear(nn.Linear):
