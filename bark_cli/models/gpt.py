@@ -125,10 +125,10 @@ class SelfAttention(nn.Module):
         # (B, T, 3C) -> (3, B, H, T, D): queries, keys and values as views, no copies
         qkv = self.att_proj(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, kv = qkv[0], qkv[1:]
+        mask, is_causal = None, False
         if isinstance(start, torch.Tensor):
             # A static step (GPT.forward): attend over the whole cache, unwritten positions masked.
             k, v, mask = self.kv_cache.write_at(start, kv)
-            y = F.scaled_dot_product_attention(q if q.dtype == k.dtype else q.to(k.dtype), k, v, attn_mask=mask)
         else:
             if self.kv_cache is not None:
                 k, v = self.kv_cache.update(start, kv)
@@ -139,7 +139,9 @@ class SelfAttention(nn.Module):
             is_causal = self.causal and length > 1
             if is_causal and start != 0:
                 raise ValueError("a multi-token step must start at position 0")
-            y = F.scaled_dot_product_attention(q if q.dtype == k.dtype else q.to(k.dtype), k, v, is_causal=is_causal)
+        if q.dtype != k.dtype:  # a float32 cache under bfloat16 activations (GPT.cache_dtype)
+            q = q.to(k.dtype)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
         y = y.transpose(1, 2).reshape(batch, length, width)  # (B, H, T, D) -> (B, T, C)
