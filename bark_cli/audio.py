@@ -98,6 +98,9 @@ def _prepare(audio: np.ndarray, subtype: str) -> np.ndarray:
 
 # libsndfile's SFC_SET_ADD_PEAK_CHUNK; soundfile has no name for it.
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050
+# Samples handed to libsndfile per call. Its Vorbis encoder crashes the process on one call of a
+# few minutes of audio; about a second at a time is safe for every format and costs nothing.
+WRITE_BLOCK = 1 << 15
 
 
 def _write(file, audio: np.ndarray, sample_rate: int, fmt: str, subtype: str) -> None:
@@ -109,7 +112,8 @@ def _write(file, audio: np.ndarray, sample_rate: int, fmt: str, subtype: str) ->
                 sf._snd.sf_command(handle._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
             except AttributeError:
                 pass
-        handle.write(audio)
+        for start in range(0, len(audio), WRITE_BLOCK):
+            handle.write(audio[start : start + WRITE_BLOCK])
 
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -153,3 +155,23 @@ def test_unwritable_folder_is_refused_before_writing(tmp_path, tone, monkeypatch
     with pytest.raises(OutputError, match="cannot write to folder"):
         audio.write_audio(tmp_path / "a.wav", tone, SR)
     assert os.listdir(tmp_path) == []
+
+
+def test_long_ogg_is_written_whole(tmp_path):
+    """Two and ten minutes of Vorbis: libsndfile crashes the process when handed minutes of audio
+    in one call, so the writer feeds it in blocks. Run in a child process, where a crash is an
+    exit status rather than the end of the test run."""
+    script = (
+        "import sys, numpy as np; from bark_cli import audio\n"
+        "for minutes in (2, 10):\n"
+        "    n = minutes * 60 * 24000\n"
+        "    tone = (0.3 * np.sin(np.arange(n, dtype=np.float32) * 0.05)).astype(np.float32)\n"
+        "    audio.write_audio(f'{sys.argv[1]}/long{minutes}.ogg', tone, 24000)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for minutes in (2, 10):
+        info = sf.info(str(tmp_path / f"long{minutes}.ogg"))
+        assert (info.format, info.samplerate) == ("OGG", 24000)
+        assert info.frames == minutes * 60 * 24000
+    assert sorted(os.listdir(tmp_path)) == ["long10.ogg", "long2.ogg"]
