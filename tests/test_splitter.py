@@ -11,9 +11,7 @@ import pytest
 from bark_cli.errors import InputError
 from bark_cli.text import DEFAULT_MAX_CHARS, normalize_whitespace, spoken_length, split_text
 
-from tiny_bark import REFERENCE  # noqa: E402
-
-TOKENIZER_DIR = REFERENCE / "tokenizer"
+from tiny_bark import REAL_REASON, real_reference  # noqa: E402
 CUE = re.compile(r"\[[^\[\]]*\]")
 CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -231,11 +229,11 @@ def test_cjk_weights_and_mixed_scripts():
 
 
 def test_max_tokens_with_the_real_tokenizer():
-    if not (TOKENIZER_DIR / "tokenizer.json").is_file():
-        pytest.skip(f"reference tokenizer {TOKENIZER_DIR} is absent (needs shared/ beside the repo)")
+    if real_reference() is None:
+        pytest.skip(REAL_REASON)
     from bark_cli.text import load_tokenizer
 
-    tokenizer = load_tokenizer(TOKENIZER_DIR)
+    tokenizer = load_tokenizer(real_reference() / "tokenizer")
     # Punctuation-heavy text: few characters per token, so tokens bind before characters do.
     rng = random.Random(5)
     text = " ".join(f"{rng.randint(0, 99)},{rng.randint(0, 9)}%!" for _ in range(600))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 import json
 import random
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -22,10 +24,11 @@ import pytest
 from bark_cli.errors import CheckpointError
 from bark_cli.text import TextTokenizer, load_tokenizer, normalize_whitespace
 
-from tiny_bark import REFERENCE  # noqa: E402
+from tiny_bark import REAL_REASON, real_reference  # noqa: E402
 
-TOKENIZER_DIR = REFERENCE / "tokenizer"
-HF_CONFIGS = REFERENCE / "hf-configs"
+REAL = real_reference() or Path("/nonexistent-reference")  # absent: the tests below skip
+TOKENIZER_DIR = REAL / "tokenizer"
+HF_CONFIGS = REAL / "hf-configs"
 N_LINES = 1200
 
 
@@ -33,7 +36,7 @@ def _need_reference() -> None:
     for path in (TOKENIZER_DIR / "vocab.txt", TOKENIZER_DIR / "tokenizer.json",
                  HF_CONFIGS / "bark-tokenizer_config.json", HF_CONFIGS / "bark-special_tokens_map.json"):
         if not path.is_file():
-            pytest.skip(f"reference tokenizer file {path} is absent (needs shared/ beside the repo)")
+            pytest.skip(REAL_REASON)
 
 
 def _folder(tmp: Path, *, tokenizer_json: bool, vocab: bool, config: dict | None = None) -> Path:
@@ -357,13 +360,36 @@ def test_broken_files(tmp_path):
         load_tokenizer(tmp_path)
 
 
-def test_text_module_never_imports_transformers():
-    source = Path(__file__).resolve().parents[1] / "bark_cli" / "text.py"
+def _imported_roots(source: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
-    assert "transformers" not in names
-    assert "tokenizers" in names
+    return names
+
+
+def test_text_module_never_imports_transformers():
+    package = Path(__file__).resolve().parents[1] / "bark_cli" / "text"
+    sources = sorted(package.glob("*.py"))
+    assert {p.name for p in sources} >= {"__init__.py", "tokenizer.py", "splitter.py"}
+    for source in sources:
+        assert "transformers" not in _imported_roots(source), source.name
+    assert "tokenizers" in _imported_roots(package / "tokenizer.py")
+
+
+def test_text_package_imports_no_torch():
+    """The tokenizer and splitter are needed before any model: importing them must not load torch.
+    The parent package is stubbed so that only bark_cli.text's own imports count."""
+    code = (
+        "import importlib.util, sys, types\n"
+        "spec = importlib.util.find_spec('bark_cli')\n"
+        "package = types.ModuleType('bark_cli')\n"
+        "package.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['bark_cli'] = package\n"
+        "from bark_cli.text import DEFAULT_MAX_CHARS, load_tokenizer, plan_segments\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
