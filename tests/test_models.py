@@ -91,6 +91,30 @@ def test_static_step_equals_sliced_step(ours, stage, vocab):
     torch.testing.assert_close(torch.cat(steps, 1), full[:, 29:], **TOL)
 
 
+@pytest.mark.parametrize("graphed", [False, True])
+def test_decoding_steps_give_the_full_forward_logits(ours, graphed):
+    """decoding.kv_cache's step (sliced, or the graph step run eagerly off CUDA) after a prefill
+    gives the full pass's logits, and the cache is gone afterwards."""
+    from bark_cli.decoding import kv_cache
+
+    model = ours.coarse
+    ids = torch.randint(0, 12_096, (2, 40), generator=torch.Generator().manual_seed(6))
+    rows = slice(10_000, 11_024)
+    with torch.no_grad():
+        full = model(ids=ids, all_logits=True)
+        with kv_cache(model, 2, graphed) as step:
+            steps = [model(ids=ids[:, :30], start=0)[:, -1, rows]]
+            steps += [step(ids[:, pos : pos + 1], pos, rows) for pos in range(30, 40)]
+    assert model.cache_batch_size == 0 and model.layers[0].attn.kv_cache is None
+    torch.testing.assert_close(torch.stack(steps, 1), full[:, 29:, rows], **TOL)
+
+
+def test_a_multi_token_step_starts_at_position_0(ours):
+    model = ours.semantic
+    with torch.no_grad(), pytest.raises(ValueError, match="position 0"):
+        model(ids=torch.zeros(1, 3, dtype=torch.long), start=5)
+
+
 def test_bfloat16_on_cpu_keeps_a_float32_cache(ours):
     """Under bfloat16 on the CPU the KV cache is float32 (faster attention there); cached steps,
     sliced or static, stay as close to the float32 model as the bfloat16 full pass is."""
@@ -137,7 +161,7 @@ def test_fine_heads_are_tied_to_embeddings(ours):
 @pytest.mark.parametrize("values", [3072, 8 * 3072, 1 << 17])  # a decode step, a batch of 8, a prefill
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gelu_is_exact_gelu_on_either_kernel(values, dtype):
-    from bark_cli.models.gpt import gelu
+    from bark_cli.models.kernels import gelu
 
     x = torch.linspace(-6, 6, values, dtype=torch.float64)
     expected = x * 0.5 * (1 + torch.erf(x / 2**0.5))  # Bark's GELU, in float64
@@ -157,7 +181,7 @@ def test_gelu_is_exact_gelu_on_either_kernel(values, dtype):
 def test_linear_matches_float64_on_every_path(bias, shape):
     """Linear's oneDNN product (inference) and its F.linear fallback (autograd) compute the same
     thing: x W^T + b, optionally a slice of output features, optionally through the erf GELU."""
-    from bark_cli.models.gpt import Linear
+    from bark_cli.models.kernels import Linear
 
     torch.manual_seed(0)
     layer = Linear(96, 160, bias=bias)
@@ -182,7 +206,7 @@ def test_linear_matches_float64_on_every_path(bias, shape):
 
 @pytest.mark.parametrize("rows", [1, 8])  # a decode step (PyTorch's own kernel), a batch (oneDNN)
 def test_bfloat16_linear_matches_float64(rows):
-    from bark_cli.models.gpt import Linear
+    from bark_cli.models.kernels import Linear
 
     torch.manual_seed(0)
     layer = Linear(256, 192).to(torch.bfloat16)
@@ -197,7 +221,8 @@ def test_bfloat16_linear_matches_float64(rows):
 def test_float32_cpu_linears_run_on_onednn():
     """The point of Linear: in inference on the CPU, float32 products go to oneDNN (with the GELU
     fused), not to MKL's matrix-vector path; bfloat16 and autograd keep F.linear."""
-    from bark_cli.models.gpt import MLP, ONEDNN_LINEAR
+    from bark_cli.models.gpt import MLP
+    from bark_cli.models.kernels import ONEDNN_LINEAR
     from bark_cli.config import GPTConfig
     from torch.profiler import ProfilerActivity, profile
 

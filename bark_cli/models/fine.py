@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ..config import FineConfig
-from .gpt import Block, Linear
+from .gpt import Block
+from .kernels import Linear
 
 
 class FineGPT(nn.Module):

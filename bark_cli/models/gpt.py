@@ -7,21 +7,12 @@ without renaming (bark-spec §6.1, §7.1). Attention runs through PyTorch's
 
 from __future__ import annotations
 
-import platform
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import GPTConfig
-
-# Which SDPA kernels attention may use; None lets PyTorch choose (bark-cli's "auto").
-SDPA_BACKENDS = {
-    "auto": None,
-    "sdpa": None,
-    "flash": [torch.nn.attention.SDPBackend.FLASH_ATTENTION],
-    "math": [torch.nn.attention.SDPBackend.MATH],
-}
+from .kernels import Linear
 
 
 class KVCache(nn.Module):
@@ -34,80 +25,27 @@ class KVCache(nn.Module):
 
     def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype, device):
         super().__init__()
-        # Left uninitialized: a step never reads past what was written (generation.GraphStep
+        # Left uninitialized: a step never reads past what was written (decoding.GraphStep
         # zeroes it first, since its masked reads still multiply by the stale values).
         self.register_buffer("kv", torch.empty((2, batch_size, num_heads, max_len, head_dim), dtype=dtype,
                                                device=device), persistent=False)
         self.register_buffer("positions", torch.arange(max_len, device=device), persistent=False)
 
-    def update(self, start: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write `kv` (2, B, H, T, D) at positions start..start+T-1; return all keys and values so far."""
+    def update(self, start: int | torch.Tensor, kv: torch.Tensor,
+               static: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Write `kv` (2, B, H, T, D) at positions start..start+T-1; return the keys and values
+        attention reads, and its mask (None: all of them).
+
+        Sliced (`static` off, `start` an int): the keys and values written so far, no mask.
+        Static (one position in a 0-dim tensor, see GPT.forward): the whole buffer, with the
+        mask (1, 1, 1, L) of the positions written so far, so no shape depends on the position.
+        """
+        if static:
+            self.kv.index_copy_(3, start.view(1), kv.to(self.kv.dtype))
+            return self.kv[0], self.kv[1], (self.positions <= start)[None, None, None]
         self.kv.narrow(3, start, kv.shape[3]).copy_(kv)
         written = self.kv.narrow(3, 0, start + kv.shape[3])
-        return written[0], written[1]
-
-    def write_at(self, position: torch.Tensor, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Static-shape update: write one position held in a 0-dim tensor; return the whole
-        buffer's keys and values, and the mask (1, 1, 1, L) of the positions written so far."""
-        self.kv.index_copy_(3, position.view(1), kv.to(self.kv.dtype))
-        return self.kv[0], self.kv[1], (self.positions <= position)[None, None, None]
-
-
-# Up to this many values, GELU runs PyTorch's own CPU kernel instead of oneDNN's: oneDNN sets up
-# its primitive on every call, 20-150 µs however small the input, against ~10 µs for a decode
-# step's 3072 values (12-24 calls per token). Larger inputs (prefill, the fine stage) gain from it.
-NATIVE_GELU_MAX_VALUES = 1 << 16
-
-
-def without_onednn(op, *args):
-    """op(*args) on PyTorch's own CPU kernels, oneDNN switched off for the one call. The switch
-    is global: another thread meanwhile may get the other kernel, which computes the same."""
-    if not torch.backends.mkldnn.enabled:
-        return op(*args)
-    torch.backends.mkldnn.enabled = False  # the only switch PyTorch offers between the two
-    try:
-        return op(*args)
-    finally:
-        torch.backends.mkldnn.enabled = True
-
-
-def gelu(x: torch.Tensor) -> torch.Tensor:
-    """Exact (erf) GELU, as Bark uses it."""
-    if x.is_cpu and x.numel() <= NATIVE_GELU_MAX_VALUES:
-        return without_onednn(F.gelu, x)
-    return F.gelu(x)
-
-
-# Which kernel runs a CPU linear decides a decode step's speed, as a step only streams weights.
-# float32: PyTorch sends it to MKL; oneDNN's product, called directly, is faster (on a 2-core AMD
-# EPYC a bark-small step's products take 14 ms against MKL's 27: bench/decode_breakdown.py,
-# matmuls against matmuls-mkl; prefill-sized ones about 15% less). bfloat16: PyTorch sends it to
-# oneDNN, whose one-row product reads 13 GB/s there against 35 for PyTorch's own kernel.
-# Only on x86-64, where it was measured (ARM builds send linears to other libraries).
-ONEDNN_LINEAR = (platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
-                 and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
-
-
-class Linear(nn.Linear):
-    """nn.Linear (same parameters, same state dict) that can compute a slice of its output
-    features and apply the exact GELU in the same call. On the CPU, float32 runs oneDNN's
-    product with the GELU fused into it, and a bfloat16 row PyTorch's own kernel."""
-
-    def forward(self, x: torch.Tensor, rows: slice | None = None, gelu_out: bool = False) -> torch.Tensor:
-        weight, bias = self.weight, self.bias
-        if rows is not None:
-            weight, bias = weight[rows], None if bias is None else bias[rows]
-        if (ONEDNN_LINEAR and x.is_cpu and x.dtype == torch.float32 and weight.dtype == torch.float32
-                and not torch.is_grad_enabled() and torch.backends.mkldnn.enabled):
-            # oneDNN's op has no backward, hence inference only; "none" selects the erf GELU
-            if gelu_out:
-                return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        if x.is_cpu and x.dtype == torch.bfloat16 and x.numel() == x.shape[-1]:
-            out = without_onednn(F.linear, x, weight, bias)
-        else:
-            out = F.linear(x, weight, bias)
-        return gelu(out) if gelu_out else out
+        return written[0], written[1], None
 
 
 class SelfAttention(nn.Module):
@@ -120,27 +58,20 @@ class SelfAttention(nn.Module):
         self.out_proj = Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False) -> torch.Tensor:
         batch, length, width = x.shape
         # (B, T, 3C) -> (3, B, H, T, D): queries, keys and values as views, no copies
         qkv = self.att_proj(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, kv = qkv[0], qkv[1:]
-        mask, is_causal = None, False
-        if isinstance(start, torch.Tensor):
-            # A static step (GPT.forward): attend over the whole cache, unwritten positions masked.
-            k, v, mask = self.kv_cache.write_at(start, kv)
+        if self.kv_cache is None:
+            k, v, mask = kv[0], kv[1], None
         else:
-            if self.kv_cache is not None:
-                k, v = self.kv_cache.update(start, kv)
-            else:
-                k, v = kv[0], kv[1]
-            # A prefill from position 0 needs the causal mask; a step appended to the cache may
-            # see every cached position, so it needs none. Prefill after cached positions is not used.
-            is_causal = self.causal and length > 1
-            if is_causal and start != 0:
-                raise ValueError("a multi-token step must start at position 0")
+            k, v, mask = self.kv_cache.update(start, kv, static)
         if q.dtype != k.dtype:  # a float32 cache under bfloat16 activations (GPT.cache_dtype)
             q = q.to(k.dtype)
+        # A prefill (from position 0, GPT.hidden checks) needs the causal mask; a one-token step
+        # appended to the cache may see every cached position, so it needs none.
+        is_causal = self.causal and length > 1
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         if y.dtype != x.dtype:
             y = y.to(x.dtype)
@@ -169,8 +100,8 @@ class Block(nn.Module):
         self.layernorm_2 = nn.LayerNorm(config.hidden_size, bias=layernorm_bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
-        x = x + self.attn(self.layernorm_1(x), start)
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False) -> torch.Tensor:
+        x = x + self.attn(self.layernorm_1(x), start, static)
         return x + self.mlp(self.layernorm_2(x))
 
 
@@ -205,8 +136,8 @@ class GPT(nn.Module):
     @property
     def cache_dtype(self) -> torch.dtype:
         """The KV cache's dtype: the activations' (linears may be int8), except on the CPU under
-        bfloat16, where it stays float32: PyTorch's CPU attention over a float32 cache takes
-        100 µs per layer at 340 positions, over a bfloat16 one 250."""
+        bfloat16, where it stays float32: PyTorch's CPU attention over a bfloat16 cache runs at
+        well under half its float32 speed on the CPUs measured (README, Performance)."""
         weight = self.position_embeds_layer.weight
         if weight.device.type == "cpu" and weight.dtype == torch.bfloat16:
             return torch.float32
@@ -239,9 +170,13 @@ class GPT(nn.Module):
         reads the others. `rows` computes only those vocabulary entries (a coarse step needs
         1024 of 12096). Returns (B, 1 or T, output_vocab_size or the rows' count).
 
-        `start` as a 0-dim tensor makes a static step: one token, written into the cache at that
-        position, attending over the whole cache with the unwritten part masked. Its shapes never
-        change with the position, so it can be captured once as a CUDA graph (generation.GraphStep).
+        With a KV cache set up there are two kinds of step, told apart by `start`'s type alone:
+        - an int makes a sliced step: attention reads only the positions written so far, fewer
+          bytes than the whole cache, so it is the step where no graph is captured
+          (decoding.EagerStep); a multi-token one is a prefill from position 0;
+        - a 0-dim tensor makes a static step: one token, written into the cache at that position,
+          attending over the whole cache with the unwritten part masked. Its shapes never change
+          with the position, so it can be captured once as a CUDA graph (decoding.GraphStep).
         """
         return self.head(self.hidden(ids, embeds, start, all_logits), rows)
 
@@ -250,17 +185,21 @@ class GPT(nn.Module):
         """The final LayerNorm's output: (B, T, C) with `all_logits`, else the last position's (B, 1, C)."""
         x = self.embed(ids) if embeds is None else embeds
         length = x.shape[1]
-        if isinstance(start, torch.Tensor):
+        # The one switch between the two kinds of step (see forward), decided here for every layer.
+        static = isinstance(start, torch.Tensor)
+        if static:
             if length != 1:
                 raise ValueError("a static step takes one token")
             x = x + self.position_embeds_layer(start.view(1))
         else:
             if start + length > self.config.block_size:
                 raise ValueError(f"positions up to {start + length} exceed block size {self.config.block_size}")
+            if length > 1 and start != 0:  # attention's causal mask assumes a prefill from position 0
+                raise ValueError("a multi-token step must start at position 0")
             # rows start..start+length-1 of the position table (a slice: no index tensor per step)
             x = x + self.position_embeds_layer.weight[start : start + length]
         for block in self.layers:
-            x = block(x, start)
+            x = block(x, start, static)
         if not all_logits and length > 1:
             x = x[:, -1:]
         return self.layernorm_final(x)

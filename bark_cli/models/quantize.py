@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gpt import gelu
+from .kernels import gelu
 
 # Up to this many rows, PyTorch's fused CPU kernel (int8 weights, no dequantized copy) is the
 # fastest; above it (prefill), dequantizing once and running a GEMM is.
