@@ -1,4 +1,4 @@
-"""Model shapes and Bark's constants, in one place.
+"""Model shapes, Bark's constants and the sampling settings, in one place.
 
 Field names follow the checkpoint's `config.json` and `generation_config.json` (bark-spec §1, §6,
 §9.4) so that reading a file is a plain copy. Defaults are `suno/bark-small`'s files; a value a
@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from .errors import InputError
+
+Progress = Callable[[str, int, int], None]
+"""`progress(stage, done, total)`: how the library reports a stage's steps (it never prints)."""
+
+STAGES = ("semantic", "coarse", "fine")
 
 
 def _from_dict(cls, data: dict[str, Any] | None):
@@ -211,3 +218,87 @@ class GenerationConfig:
         if semantic.get("min_eos_p") is not None:
             flat["min_eos_p"] = semantic["min_eos_p"]
         return _from_dict(cls, flat)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one stage picks tokens. Temperature 0 means greedy (argmax); top-k/top-p None = off."""
+
+    temperature: float
+    top_k: int | None = None
+    top_p: float | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Every sampling knob a caller may set, as one value; None leaves the model's default.
+
+    A stage's own temperature wins over `temperature`; `top_k` and `top_p` apply to every stage.
+    `min_eos_p` 0 turns off the early stop on EOS probability. Checked when built.
+    """
+
+    temperature: float | None = None
+    semantic_temperature: float | None = None
+    coarse_temperature: float | None = None
+    fine_temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_eos_p: float | None = None
+    max_semantic_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def build(cls, sampling: "SamplingOptions | None" = None, **fields: Any) -> "SamplingOptions":
+        """`sampling` (or the defaults) with the fields given here set over it; a None field
+        counts as not given. An unknown field name is a TypeError, as for any keyword."""
+        given = {name: value for name, value in fields.items() if value is not None}
+        return dataclasses.replace(sampling or cls(), **given)
+
+    def validate(self) -> "SamplingOptions":
+        """Raise InputError for a value no stage can use; return self."""
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError(f"top-k {self.top_k} is below 1", "use a positive top-k")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InputError(f"top-p {self.top_p} is outside (0, 1]", "use a top-p in (0, 1]")
+        temperatures = [self.temperature] + [getattr(self, f"{stage}_temperature") for stage in STAGES]
+        for value in temperatures:
+            _check_temperature(value)
+        if self.min_eos_p is not None and not 0 <= self.min_eos_p <= 1:
+            raise InputError(f"min-eos-p {self.min_eos_p} is outside [0, 1]", "use a probability, 0 to turn it off")
+        if self.max_semantic_tokens is not None and self.max_semantic_tokens < 1:
+            raise InputError(f"max semantic tokens {self.max_semantic_tokens} is below 1", "use a positive count")
+        return self
+
+    def stages(self, gen: GenerationConfig) -> dict[str, Sampling]:
+        """Each stage's Sampling: the value given here, else the model's `{stage}_...` default."""
+        result = {}
+        for stage in STAGES:
+            temperature = _first(getattr(self, f"{stage}_temperature"), self.temperature,
+                                 getattr(gen, f"{stage}_temperature"))
+            result[stage] = Sampling(_check_temperature(temperature),
+                                     _first(self.top_k, getattr(gen, f"{stage}_top_k")),
+                                     _first(self.top_p, getattr(gen, f"{stage}_top_p")))
+        return result
+
+    def min_eos_p_for(self, gen: GenerationConfig) -> float:
+        return _first(self.min_eos_p, gen.min_eos_p)
+
+    def max_tokens_for(self, gen: GenerationConfig) -> int:
+        return _first(self.max_semantic_tokens, gen.max_new_tokens)
+
+
+def _first(*values):
+    """The first value that is not None (None if all are)."""
+    return next((value for value in values if value is not None), None)
+
+
+def _check_temperature(value: float | None) -> float | None:
+    if value is not None and value < 0:
+        raise InputError(f"temperature {value} is negative", "use 0 for greedy or a positive value")
+    return value

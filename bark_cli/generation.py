@@ -9,109 +9,18 @@ tokens are therefore those of running it alone.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import GenerationConfig
+from .config import GenerationConfig, Progress, Sampling
+from .decoding import kv_cache
 from .models.fine import FineGPT
 from .models.gpt import GPT
 from .presets import VoicePrompt
-
-Progress = Callable[[str, int, int], None]
-
-
-@contextlib.contextmanager
-def kv_cache(model: GPT, batch_size: int, cuda_graph: bool = False):
-    """A KV cache for one stage run, dropped afterwards (it holds up to block_size positions).
-    Yields the decode step: `step(ids (B, 1), start, rows=None)` -> logits (B, V) of that token."""
-    model.setup_cache(batch_size)
-    try:
-        yield GraphStep(model, batch_size) if cuda_graph else EagerStep(model)
-    finally:
-        model.clear_cache()
-
-
-class EagerStep:
-    """A decode step as a plain forward: the cache is sliced to the positions written so far."""
-
-    def __init__(self, model: GPT):
-        self.model = model
-
-    def __call__(self, ids: torch.Tensor, start: int, rows: slice | None = None) -> torch.Tensor:
-        return self.model(ids=ids, start=start, rows=rows)[:, -1]
-
-
-class GraphStep:
-    """A decode step with fixed shapes, captured once as a CUDA graph and replayed per token.
-
-    Launching a step's few hundred small kernels one by one costs more than running them on a
-    GPU; a replay launches them all at once. The graph reads its token and position from tensors
-    that each call overwrites, and attends over the whole cache with the unwritten positions
-    masked (GPT.forward with a tensor `start`). Off CUDA the same static step runs eagerly, which
-    is how the CPU tests check it. The LM head runs outside the graph, so a coarse step still
-    computes only its codebook's rows.
-    """
-
-    def __init__(self, model: GPT, batch_size: int):
-        device = model.position_embeds_layer.weight.device
-        for block in model.layers:
-            # Masked positions weigh 0, but 0 times a stale NaN in a fresh buffer is NaN.
-            block.attn.kv_cache.kv.zero_()
-        self.model = model
-        self.ids = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
-        self.position = torch.zeros((), dtype=torch.long, device=device)
-        self.capture = device.type == "cuda"
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.hidden: torch.Tensor | None = None
-
-    def _forward(self) -> torch.Tensor:
-        return self.model.hidden(ids=self.ids, start=self.position)
-
-    def _capture(self) -> None:
-        # Warm-up runs on a side stream first (cuBLAS handles, kernel choices); they write the
-        # same keys and values at the same position as the replay will.
-        stream = torch.cuda.Stream(self.ids.device)
-        stream.wait_stream(torch.cuda.current_stream(self.ids.device))
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._forward()
-        torch.cuda.current_stream(self.ids.device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.hidden = self._forward()
-
-    def __call__(self, ids: torch.Tensor, start: int, rows: slice | None = None) -> torch.Tensor:
-        if start >= self.model.config.block_size:
-            raise ValueError(f"position {start} exceeds block size {self.model.config.block_size}")
-        self.ids.copy_(ids)
-        self.position.fill_(start)
-        if not self.capture:
-            hidden = self._forward()
-        else:
-            if self.graph is None:
-                self._capture()
-            self.graph.replay()
-            hidden = self.hidden
-        return self.model.head(hidden, rows)[:, -1]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How one stage picks tokens. Temperature 0 means greedy (argmax); top-k/top-p None = off."""
-
-    temperature: float
-    top_k: int | None = None
-    top_p: float | None = None
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature <= 0
 
 
 def _filter(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -188,11 +97,11 @@ def generate_semantic(
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
     allow_early_stop: bool = True,
-    cuda_graph: bool = False,
+    graphed: bool = False,
 ) -> list[np.ndarray]:
     """Semantic tokens for each text, without the final EOS (int64 arrays). With
     `allow_early_stop` off, EOS is never chosen and every item runs `max_new_tokens` steps
-    (benchmarks need exact counts). `cuda_graph`: decode steps through GraphStep."""
+    (benchmarks need exact counts). `graphed`: decode steps through decoding.GraphStep."""
     batch = len(text_ids)
     device = model.position_embeds_layer.weight.device
     vocab, eos = config.semantic_vocab_size, config.semantic_eos_token
@@ -200,7 +109,7 @@ def generate_semantic(
     # The last fed position is block_size - 1 (bark-spec §12.24).
     max_new_tokens = min(max_new_tokens, model.config.block_size - prefix.shape[1] + 1)
     check_eos_p = bool(min_eos_p) and allow_early_stop
-    with kv_cache(model, batch, cuda_graph) as decode:
+    with kv_cache(model, batch, graphed) as decode:
         logits = model(embeds=prefix, start=0)[:, -1]
         tokens = torch.zeros(batch, max(max_new_tokens, 0), dtype=torch.long, device=device)
         lengths = torch.full((batch,), max(max_new_tokens, 0), dtype=torch.long, device=device)
@@ -268,7 +177,7 @@ def generate_coarse(
     sampling: Sampling,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
-    cuda_graph: bool = False,
+    graphed: bool = False,
 ) -> list[np.ndarray]:
     """The first two codebooks, (2, T) codes per item, in 60-token windows that re-read the
     semantic context and the last 630 coarse tokens (bark-spec §4.1)."""
@@ -298,7 +207,7 @@ def generate_coarse(
         low = config.semantic_vocab_size + (step % n_books) * book_size
         return slice(low, low + book_size)
 
-    with kv_cache(model, batch, cuda_graph) as decode:
+    with kv_cache(model, batch, graphed) as decode:
         done, cached_starts, position = 0, None, 0
         while done < total:
             # Semantic context: from up to 209 tokens before the current point, 256 long.

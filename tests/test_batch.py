@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bark_cli.generation import Sampling, generate_coarse, generate_fine, generate_semantic
+from bark_cli.config import Sampling
+from bark_cli.generation import generate_coarse, generate_fine, generate_semantic
 from bark_cli.presets import load_voice_file
 from tiny_bark import REFERENCE
 
@@ -100,16 +101,16 @@ def test_generate_batch_end_to_end_equals_solo(bark, voice):
 
 
 def test_graph_step_generates_the_eager_tokens(bark, voice):
-    """generation.GraphStep runs the static step eagerly off CUDA: same tokens as the eager step
+    """decoding.GraphStep runs the static step eagerly off CUDA: same tokens as the eager step
     in the semantic stage and in the coarse stage, whose windows extend the cache and re-prefill."""
     ids = [bark.tokenizer.encode(t) for t in ("Hello world", "Guten Morgen [laughter]")]
     w, cfg = bark.weights, bark.config
     with torch.inference_mode():
         eager = generate_semantic(w.semantic, ids, voice, cfg, GREEDY, 0.0, 40)
-        static = generate_semantic(w.semantic, ids, voice, cfg, GREEDY, 0.0, 40, cuda_graph=True)
+        static = generate_semantic(w.semantic, ids, voice, cfg, GREEDY, 0.0, 40, graphed=True)
         semantic = [np.random.default_rng(1).integers(0, 10_000, n) for n in (90, 300)]
         coarse_eager = generate_coarse(w.coarse, semantic, voice, cfg, GREEDY)
-        coarse_static = generate_coarse(w.coarse, semantic, voice, cfg, GREEDY, cuda_graph=True)
+        coarse_static = generate_coarse(w.coarse, semantic, voice, cfg, GREEDY, graphed=True)
     for a, b in zip(eager, static):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(coarse_eager, coarse_static):

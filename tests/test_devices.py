@@ -8,7 +8,7 @@ import torch
 
 from bark_cli import Bark
 from bark_cli.errors import DeviceError
-from bark_cli.pipeline import check_attention, pick_device, pick_dtype
+from bark_cli.runtime import Runtime, check_attention, pick_device, pick_dtype
 
 
 def test_auto_picks_what_the_machine_has():
@@ -16,6 +16,14 @@ def test_auto_picks_what_the_machine_has():
     assert pick_device("auto").type == expected
     assert pick_dtype("auto", torch.device("cpu")) == torch.float32
     assert pick_dtype("auto", torch.device("cuda")) == torch.float16
+
+
+def test_int8_picks_bfloat16_on_the_cpu_and_refuses_float32():
+    assert Runtime.choose("cpu", quantize="int8").dtype == torch.bfloat16
+    with pytest.raises(DeviceError, match="bfloat16"):
+        Runtime.choose("cpu", "float32", quantize="int8")
+    with pytest.raises(DeviceError, match="quantization"):
+        Runtime.choose("cpu", quantize="int4")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -61,7 +69,7 @@ def test_bfloat16_on_cpu_runs_and_stays_close(bark, tiny_checkpoint):
 
 def test_offload_is_a_no_op_on_the_cpu(tiny_checkpoint):
     offloaded = Bark.load(tiny_checkpoint, device="cpu", dtype="float32", offload=True)
-    assert offloaded.offload is False
+    assert offloaded.runtime.offload is False
     result = offloaded.generate("Hi", temperature=0.0, max_semantic_tokens=8)
     assert len(result.audio) > 0
 
@@ -78,10 +86,10 @@ def test_offload_moves_all_but_the_semantic_token_table(bark, monkeypatch, cuda_
     the graph); the other stages move whole."""
     moved: list[tuple[torch.nn.Module, object]] = []
     monkeypatch.setattr(torch.nn.Module, "to", lambda module, *args, **kwargs: moved.append((module, args)) or module)
-    gpu = Bark(bark.weights, bark.tokenizer, bark.folder, torch.device("cpu"), torch.float32)
-    gpu.offload, gpu.device, gpu.cuda_graphs = True, torch.device("cuda"), cuda_graphs
+    runtime = Runtime(torch.device("cuda"), torch.float32, offload=True, cuda_graphs=cuda_graphs)
+    gpu = Bark(bark.weights, bark.tokenizer, runtime, folder=bark.folder)
     semantic = bark.weights.semantic
-    with gpu._on_device(semantic):
+    with gpu.stage("semantic"):
         to_gpu = [module for module, args in moved if args == (torch.device("cuda"),)]
     if cuda_graphs:
         assert to_gpu == [semantic]
@@ -90,7 +98,14 @@ def test_offload_moves_all_but_the_semantic_token_table(bark, monkeypatch, cuda_
         assert to_gpu == rest
     assert moved[-1] == (semantic, ("cpu",))  # all of it back afterwards
     moved.clear()
-    with gpu._on_device(bark.weights.coarse):
+    with gpu.stage("coarse"):
         pass
     assert [m for m, _ in moved] == [bark.weights.coarse, bark.weights.coarse]
 
+
+
+def test_auto_batch_size_fits_free_memory(bark):
+    runtime = Runtime.choose("cpu", "float32")
+    assert runtime.free_memory() > 0
+    assert 1 <= runtime.auto_batch_size(bark.weights.config) <= 16
+    assert runtime.auto_batch_size(bark.weights.config, limit=2) <= 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bark_cli.errors import InputError
+from bark_cli.longform import plan_text, speak
 from bark_cli.presets import load_voice_file
 from tiny_bark import REFERENCE
 
@@ -23,7 +24,7 @@ def voice():
 
 
 def test_fixed_voice_segments_equal_solo_runs(bark, voice):
-    speech = bark.speak(STORY, voice=voice, max_segment_chars=80, batch_size=2, gap=0.5, **FAST)
+    speech = speak(bark, STORY, voice=voice, max_segment_chars=80, batch_size=2, gap=0.5, **FAST)
     assert len(speech.segments) >= 3
     assert " ".join(speech.segments) == " ".join(STORY.split())
     for segment, part in zip(speech.segments, speech.parts):
@@ -35,7 +36,7 @@ def test_fixed_voice_segments_equal_solo_runs(bark, voice):
 
 
 def test_without_voice_the_first_segment_becomes_the_voice(bark):
-    speech = bark.speak(STORY, max_segment_chars=80, batch_size=3, **FAST)
+    speech = speak(bark, STORY, max_segment_chars=80, batch_size=3, **FAST)
     first = speech.parts[0]
     np.testing.assert_array_equal(speech.voice.fine_prompt, first.fine_tokens)
     for segment, part in zip(speech.segments[1:], speech.parts[1:]):
@@ -45,7 +46,7 @@ def test_without_voice_the_first_segment_becomes_the_voice(bark):
 
 
 def test_chain_mode_conditions_each_segment_on_the_previous(bark):
-    speech = bark.speak(STORY, voice_mode="chain", max_segment_chars=80, **FAST)
+    speech = speak(bark, STORY, voice_mode="chain", max_segment_chars=80, **FAST)
     for k in range(1, len(speech.parts)):
         alone = bark.generate(speech.segments[k], voice=speech.parts[k - 1].voice, **FAST)
         np.testing.assert_array_equal(speech.parts[k].fine_tokens, alone.fine_tokens)
@@ -53,15 +54,15 @@ def test_chain_mode_conditions_each_segment_on_the_previous(bark):
 
 def test_same_seed_same_speech_when_sampling(bark):
     options = dict(max_semantic_tokens=8, max_segment_chars=100, batch_size=2, seed=42)
-    one = bark.speak(STORY, **options)
-    two = bark.speak(STORY, **options)
+    one = speak(bark, STORY, **options)
+    two = speak(bark, STORY, **options)
     np.testing.assert_array_equal(one.audio, two.audio)
     assert one.seed == two.seed == 42
 
 
 def test_no_split_cuts_with_a_warning(bark):
     long_text = " ".join(["word"] * 400)
-    speech = bark.speak(long_text, split=False, **FAST)
+    speech = speak(bark, long_text, split=False, **FAST)
     assert len(speech.segments) == 1
     assert any("cut from 400 to 256 tokens" in w for w in speech.warnings)
 
@@ -72,7 +73,7 @@ def test_generate_refuses_text_over_the_window(bark):
 
 
 def test_split_reports_token_counts(bark):
-    plan = bark.split(" ".join(["word"] * 1000))
+    plan = plan_text(bark, " ".join(["word"] * 1000))
     assert all(count <= 256 for _, count in plan)
     assert sum(count for _, count in plan) == 1000
 
@@ -80,12 +81,12 @@ def test_split_reports_token_counts(bark):
 @pytest.mark.parametrize("bad", [dict(voice_mode="loop"), dict(gap=-1), dict(batch_size=0)])
 def test_bad_long_form_options(bark, bad):
     with pytest.raises(InputError):
-        bark.speak(STORY, **{**FAST, **bad})
+        speak(bark, STORY, **{**FAST, **bad})
 
 
 def test_stage_seconds_count_each_batch_once(bark):
     """Items of one batch share the batch's timing; a speech adds up batches, not items."""
-    speech = bark.speak(STORY, max_segment_chars=80, batch_size=8, **FAST)
+    speech = speak(bark, STORY, max_segment_chars=80, batch_size=8, **FAST)
     first, rest = speech.parts[0], speech.parts[1:]
     assert len(rest) >= 2 and all(part.seconds is rest[0].seconds for part in rest)
     for stage, value in speech.seconds.items():

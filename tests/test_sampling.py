@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from bark_cli.generation import Sampling, distribution, draw, sample
+from bark_cli.config import GenerationConfig, Sampling, SamplingOptions
+from bark_cli.errors import InputError
+from bark_cli.generation import distribution, draw, sample
 
 
 def test_draw_follows_the_probabilities():
@@ -55,3 +58,28 @@ def test_top_p_keeps_the_entry_that_crosses_it():
 def test_greedy_takes_the_argmax():
     logits = torch.tensor([[0.1, 0.7, 0.2], [0.9, 0.0, 0.5]])
     assert sample(logits, Sampling(temperature=0.0), None).tolist() == [1, 0]
+
+
+def test_sampling_options_resolve_per_stage():
+    gen = GenerationConfig()
+    stages = SamplingOptions(temperature=0.3, fine_temperature=0.0, top_k=7).stages(gen)
+    assert stages["semantic"] == Sampling(0.3, 7, gen.semantic_top_p)
+    assert stages["coarse"] == Sampling(0.3, 7, gen.coarse_top_p)
+    assert stages["fine"] == Sampling(0.0, 7, gen.fine_top_p) and stages["fine"].greedy
+    defaults = SamplingOptions().stages(gen)
+    assert defaults["coarse"] == Sampling(gen.coarse_temperature, gen.coarse_top_k, gen.coarse_top_p)
+    assert SamplingOptions().min_eos_p_for(gen) == gen.min_eos_p
+    assert SamplingOptions(max_semantic_tokens=9).max_tokens_for(gen) == 9
+    assert SamplingOptions.build(SamplingOptions(top_k=3), top_k=None, top_p=0.5) == SamplingOptions(top_k=3, top_p=0.5)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(top_k=0), "top-k 0 is below 1"),
+    (dict(top_p=1.5), r"top-p 1.5 is outside \(0, 1\]"),
+    (dict(coarse_temperature=-1), "temperature -1 is negative"),
+    (dict(min_eos_p=2), r"min-eos-p 2 is outside \[0, 1\]"),
+    (dict(max_semantic_tokens=0), "max semantic tokens 0 is below 1"),
+])
+def test_sampling_options_refuse_bad_values(bad, message):
+    with pytest.raises(InputError, match=message):
+        SamplingOptions(**bad)
