@@ -1,12 +1,12 @@
-"""The `bark` command. Each command group lives in its own module; importing them registers
-their commands on the one app in `common`."""
+"""The `bark` command: the app (`app.py`), one module per command or group, and what they share
+(`options.py`, `output.py`, `errors.py`)."""
 
-from . import batch, bench, models, say, voices  # noqa: F401 - registers the commands
-from .common import app, reflow_help
-
-reflow_help(app)
+from .app import app
 
 
 def main() -> None:
     """The `bark` script."""
     app(prog_name="bark")
+
+
+__all__ = ["app", "main"]

@@ -10,13 +10,14 @@ from typing import Annotated
 import typer
 
 from .. import batch as runner
+from ..config import SamplingOptions
 from ..errors import InputError, OutputError
-from .common import (
-    LONG, OUTPUT, Attention, AttentionOpt, BatchSizeOpt, CoarseTemperatureOpt, CudaGraphsOpt, DEFAULT_MODEL,
-    DeviceOpt, Dtype, DtypeOpt, FineTemperatureOpt, MaxSemanticTokensOpt, MinEosPOpt, ModelOpt, OffloadOpt,
-    OverwriteOpt, Output, QuantizeOpt, QuietOpt, RevisionOpt, SeedOpt, SemanticTemperatureOpt, Subtype,
-    TemperatureOpt, ThreadsOpt, TopKOpt, TopPOpt, VoiceOpt, app, examples, load_model, parse_batch_size,
+from .models import load_model
+from .options import (
+    DEFAULT_MODEL, LONG, OUTPUT, BatchSizeOpt, DeviceOptions, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt, SeedOpt,
+    Subtype, VoiceOpt, device_options, parse_batch_size, sampling_options,
 )
+from .output import Output, examples
 
 BATCH_EXAMPLES = examples(
     "bark batch lines.txt --output-dir out",
@@ -26,7 +27,8 @@ BATCH_EXAMPLES = examples(
 )
 
 
-@app.command(epilog=BATCH_EXAMPLES)
+@sampling_options
+@device_options
 def batch(
     inputs: Annotated[list[str], typer.Argument(
         help="Text files (one utterance per line), .jsonl files, or - for stdin.", show_default=False)],
@@ -55,24 +57,11 @@ def batch(
     revision: RevisionOpt = None,
     voice: VoiceOpt = None,
     seed: SeedOpt = None,
-    temperature: TemperatureOpt = None,
-    semantic_temperature: SemanticTemperatureOpt = None,
-    coarse_temperature: CoarseTemperatureOpt = None,
-    fine_temperature: FineTemperatureOpt = None,
-    top_k: TopKOpt = None,
-    top_p: TopPOpt = None,
-    min_eos_p: MinEosPOpt = None,
-    max_semantic_tokens: MaxSemanticTokensOpt = None,
+    sampling: SamplingOptions = SamplingOptions(),
     gap: Annotated[float, typer.Option(min=0, help="Seconds of silence between segments of a long item.",
                                        rich_help_panel=LONG)] = 0.25,
     batch_size: BatchSizeOpt = "auto",
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = Dtype.auto,
-    offload: OffloadOpt = False,
-    attention: AttentionOpt = Attention.auto,
-    quantize: QuantizeOpt = None,
-    cuda_graphs: CudaGraphsOpt = False,
-    threads: ThreadsOpt = None,
+    hardware: DeviceOptions = DeviceOptions(),
     quiet: QuietOpt = False,
 ) -> None:
     """Speak many texts, one audio file each.
@@ -100,10 +89,9 @@ def batch(
         raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}", "pick a folder you can write to") from None
     items = runner.select_shard(runner.plan_outputs(items, output_dir, template), shard_k_n)
 
-    bark, _ = load_model(out, model, revision, device, dtype, offload, attention, quantize, cuda_graphs, threads)
-    options = dict(temperature=temperature, semantic_temperature=semantic_temperature,
-                   coarse_temperature=coarse_temperature, fine_temperature=fine_temperature, top_k=top_k,
-                   top_p=top_p, min_eos_p=min_eos_p, max_semantic_tokens=max_semantic_tokens)
+    from .. import longform
+
+    bark, _ = load_model(out, model, revision, hardware)
     voices: dict[str | None, object] = {}
 
     def voice_of(item: runner.Item):
@@ -113,7 +101,7 @@ def batch(
         return voices[name]
 
     def one_segment(item: runner.Item) -> bool:
-        return len(bark.split(item.text)) == 1
+        return len(longform.plan_text(bark, item.text)) == 1
 
     def group_key(item: runner.Item):
         # Items with a seed of their own run alone so that the seed means what it says; long
@@ -130,11 +118,11 @@ def batch(
     def speak_group(group: list[runner.Item]):
         prompt = voice_of(group[0])
         if len(group) == 1:
-            speech = bark.speak(group[0].text, voice=prompt, gap=gap, batch_size=size, seed=item_seed(group[0]),
-                                progress=stage_progress, **options)
+            speech = longform.speak(bark, group[0].text, voice=prompt, gap=gap, batch_size=size,
+                                    seed=item_seed(group[0]), sampling=sampling, progress=stage_progress)
             return [(speech, speech.seed)]
         made = bark.generate_batch([item.text for item in group], voice=prompt, seed=item_seed(group[0]),
-                                   progress=stage_progress, **options)
+                                   sampling=sampling, progress=stage_progress)
         return [(generation, generation.seed) for generation in made]
 
     with contextlib.ExitStack() as stack:
@@ -155,7 +143,8 @@ def batch(
                 where = f"{outcome.source}:{outcome.line}" if outcome.line else outcome.source
                 out.warning(f"item {outcome.index} ({where}) failed: {outcome.error}")
 
-        summary = runner.run_batch(speak_group, items, group_key=group_key, batch_size=size or bark.auto_batch_size(),
+        group_size = size or bark.runtime.auto_batch_size(bark.weights.config)
+        summary = runner.run_batch(speak_group, items, group_key=group_key, batch_size=group_size,
                                    overwrite=overwrite, subtype=subtype_name, report=report_file, on_item=on_item)
     out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.failed} failed "
              f"of {len(items)} item(s) in {output_dir}")

@@ -1,8 +1,10 @@
-"""`bark models`: Bark models in the Hugging Face cache."""
+"""`bark models`: Bark models in the Hugging Face cache, and loading one for a command."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,23 +12,53 @@ import typer
 
 from .. import checkpoint
 from ..errors import CheckpointError
-from .common import (
-    Output,
-    models_app,
-    DEFAULT_MODEL,
-    RevisionOpt,
-    JsonOpt,
-    QuietOpt,
-    examples,
-    model_on_disk,
-    table,
-    human_size,
-    quiet_downloads,
-)
+from .options import DEFAULT_MODEL, DeviceOptions, JsonOpt, QuietOpt, RevisionOpt
+from .output import Output, examples, human_size, table
 
-_SAFETENSORS_DTYPES = {"F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
-                       "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
-                       "U8": ("uint8", 1), "BOOL": ("bool", 1)}
+models_app = typer.Typer(help="Bark models in the Hugging Face cache.", no_args_is_help=True,
+                         epilog="Example: bark models download suno/bark")
+
+
+# --- a model on this machine ------------------------------------------------------------------
+
+
+def model_on_disk(model: str, revision: str | None) -> Path | None:
+    """A local folder, or the cached snapshot of a Hub id (its config.json); None when the model
+    is not on this machine. Never touches the network."""
+    if checkpoint.is_local_model(model):
+        return Path(model).expanduser()
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        hit = try_to_load_from_cache(model, "config.json", revision=revision)
+    except ValueError:  # HFValidationError: not a repo id
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def quiet_downloads(out: Output) -> None:
+    """huggingface_hub draws its own download bars on stderr; keep them to interactive runs."""
+    if not out.interactive:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
+def load_model(out: Output, model: str, revision: str | None, hardware: DeviceOptions):
+    """Load a model behind a spinner; returns (Bark, seconds it took). PyTorch is imported here,
+    by the commands that run a model, and not by those that only list or describe."""
+    import torch
+
+    from ..pipeline import Bark
+
+    if hardware.threads:
+        torch.set_num_threads(hardware.threads)
+    quiet_downloads(out)
+    start = time.perf_counter()
+    # A spinner would swallow huggingface_hub's download bars: none while the model downloads.
+    with out.status(f"loading {model}", show=model_on_disk(model, revision) is not None) as update:
+        bark = Bark.load(model, revision=revision, progress=update, **hardware.load_settings())
+    return bark, time.perf_counter() - start
 
 
 # --- bark models ------------------------------------------------------------------------------
@@ -96,16 +128,16 @@ def models_info(
     if folder is None:
         raise CheckpointError(f"model {model} is not downloaded", f"run `bark models download {model}` first")
     config, _ = checkpoint.read_configs(folder)
-    tensors = _weight_headers(folder)
+    tensors = checkpoint.tensor_headers(folder)
     stages = {}
     for stage, prefix in checkpoint.PREFIXES.items():
-        own = [(shape, dtype, size) for key, (shape, dtype, size) in tensors.items()
-               if key.startswith(prefix) and dtype != "bool"]  # bool: stored causal masks, not parameters
+        own = [info for key, info in tensors.items()
+               if key.startswith(prefix) and info.dtype_name != "bool"]  # bool: stored causal masks, not parameters
         sub = getattr(config, stage)
         stages[stage] = {
-            "parameters": sum(_numel(shape) for shape, _, _ in own),
-            "bytes": sum(_numel(shape) * size for shape, _, size in own),
-            "dtypes": sorted({dtype for _, dtype, _ in own}),
+            "parameters": sum(math.prod(info.shape) for info in own),
+            "bytes": sum(info.nbytes for info in own),
+            "dtypes": sorted({info.dtype_name for info in own}),
             **({"layers": sub.num_layers, "heads": sub.num_heads, "hidden_size": sub.hidden_size,
                 "input_vocab_size": sub.input_vocab_size, "output_vocab_size": sub.output_vocab_size}
                if stage != "codec" else {"sampling_rate": sub.sampling_rate, "codebook_size": sub.codebook_size}),
@@ -133,36 +165,3 @@ def models_info(
                      f"({human_size(sum(f['bytes'] for f in voice_files))})")
     out.result("\n".join(lines))
 
-
-def _weight_headers(folder: Path) -> dict[str, tuple[tuple[int, ...], str, int]]:
-    """Every stored tensor: key -> (shape, dtype, bytes per element), from file headers only."""
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
-    if not files:
-        raise CheckpointError(f"{folder} holds no model.safetensors or pytorch_model.bin", "download the model again")
-    tensors: dict[str, tuple[tuple[int, ...], str, int]] = {}
-    for path in files:
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors import safe_open
-
-                with safe_open(str(path), framework="numpy") as handle:
-                    for key in handle.keys():
-                        part = handle.get_slice(key)
-                        dtype, size = _SAFETENSORS_DTYPES.get(part.get_dtype(), (part.get_dtype(), 4))
-                        tensors[key] = (tuple(part.get_shape()), dtype, size)
-            else:
-                import torch
-
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                for key, t in state.items():
-                    tensors[key] = (tuple(t.shape), str(t.dtype).removeprefix("torch."), t.element_size())
-        except Exception as exc:  # corrupt files raise many different types
-            raise CheckpointError(f"cannot read {path.name}: {exc}", "download the model again") from None
-    return tensors
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

@@ -9,18 +9,15 @@ from typing import Annotated
 import typer
 
 from .. import audio, checkpoint, presets
-from ..config import GenerationConfig
+from ..config import GenerationConfig, SamplingOptions
 from ..errors import InputError, OutputError
 from ..text import DEFAULT_MAX_CHARS, load_tokenizer, plan_segments
-from .common import (
-    LONG, OUTPUT, AttentionOpt, BatchSizeOpt, CoarseTemperatureOpt, CudaGraphsOpt, DeviceOpt, Dtype, DtypeOpt,
-    FineTemperatureOpt, JsonOpt, MaxSemanticTokensOpt, MinEosPOpt, ModelOpt, OffloadOpt, OverwriteOpt, Output,
-    QuantizeOpt, QuietOpt, RevisionOpt, SeedOpt, SemanticTemperatureOpt, Subtype, TemperatureOpt, ThreadsOpt, TopKOpt,
-    TopPOpt, VoiceMode, VoiceOpt, Attention, DEFAULT_MODEL, app, examples, load_model, parse_batch_size,
+from .models import load_model
+from .options import (
+    DEFAULT_MODEL, LONG, OUTPUT, BatchSizeOpt, DeviceOptions, JsonOpt, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt,
+    SeedOpt, Subtype, VoiceMode, VoiceOpt, device_options, parse_batch_size, sampling_options,
 )
-
-
-# --- bark say ---------------------------------------------------------------------------------
+from .output import Output, examples
 
 SAY_EXAMPLES = examples(
     'bark say "Hello [laughter]" -o hello.wav',
@@ -30,7 +27,8 @@ SAY_EXAMPLES = examples(
 )
 
 
-@app.command(epilog=SAY_EXAMPLES)
+@sampling_options
+@device_options
 def say(
     text: Annotated[str | None, typer.Argument(help="The text to speak; - reads stdin.", show_default=False)] = None,
     file: Annotated[Path | None, typer.Option(
@@ -42,14 +40,7 @@ def say(
     revision: RevisionOpt = None,
     voice: VoiceOpt = None,
     seed: SeedOpt = None,
-    temperature: TemperatureOpt = None,
-    semantic_temperature: SemanticTemperatureOpt = None,
-    coarse_temperature: CoarseTemperatureOpt = None,
-    fine_temperature: FineTemperatureOpt = None,
-    top_k: TopKOpt = None,
-    top_p: TopPOpt = None,
-    min_eos_p: MinEosPOpt = None,
-    max_semantic_tokens: MaxSemanticTokensOpt = None,
+    sampling: SamplingOptions = SamplingOptions(),
     no_split: Annotated[bool, typer.Option(
         "--no-split", help="Speak the text as one segment, cut at the 256-token window (with a warning).",
         rich_help_panel=LONG)] = False,
@@ -72,13 +63,7 @@ def say(
         case_sensitive=False, help="Sample format of .wav/.flac (default PCM_16); FLOAT keeps float32 (.wav only).",
         show_default=False, rich_help_panel=OUTPUT)] = None,
     overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = Dtype.auto,
-    offload: OffloadOpt = False,
-    attention: AttentionOpt = Attention.auto,
-    quantize: QuantizeOpt = None,
-    cuda_graphs: CudaGraphsOpt = False,
-    threads: ThreadsOpt = None,
+    hardware: DeviceOptions = DeviceOptions(),
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -108,15 +93,15 @@ def say(
     # A voice file or a voice of the user's is checked before the model loads; a preset name needs the model.
     local_voice = presets.find_local_voice(voice) if voice else None
 
-    bark, load_seconds = load_model(out, model, revision, device, dtype, offload, attention, quantize, cuda_graphs,
-                                    threads)
+    from .. import longform
+
+    bark, load_seconds = load_model(out, model, revision, hardware)
     prompt = local_voice.prompt if local_voice else bark.resolve_voice(voice)
     with out.stages() as progress:
-        speech = bark.speak(
-            words, voice=prompt, voice_mode=voice_mode.value, split=not no_split, max_segment_chars=max_segment_chars,
-            gap=gap, batch_size=batch, seed=seed, temperature=temperature, semantic_temperature=semantic_temperature,
-            coarse_temperature=coarse_temperature, fine_temperature=fine_temperature, top_k=top_k, top_p=top_p,
-            min_eos_p=min_eos_p, max_semantic_tokens=max_semantic_tokens, progress=progress)
+        speech = longform.speak(
+            bark, words, voice=prompt, voice_mode=voice_mode.value, split=not no_split,
+            max_segment_chars=max_segment_chars, gap=gap, batch_size=batch, seed=seed, sampling=sampling,
+            progress=progress)
     for warning in speech.warnings:
         out.warning(warning)
 

@@ -10,21 +10,11 @@ import typer
 
 from .. import presets
 from ..config import GenerationConfig
-from .common import (
-    Output,
-    presets_app,
-    DEFAULT_MODEL,
-    ModelOpt,
-    RevisionOpt,
-    JsonOpt,
-    QuietOpt,
-    OverwriteOpt,
-    examples,
-    table,
-)
+from .options import DEFAULT_MODEL, JsonOpt, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt
+from .output import Output, examples, table
 
-
-# --- bark presets -----------------------------------------------------------------------------
+presets_app = typer.Typer(help="Voices: Suno's library and your own.", no_args_is_help=True,
+                          epilog="Example: bark presets list --language de")
 
 Language = Enum("Language", {code: code for code in presets.SUNO_LANGUAGES}, type=str)
 
