@@ -20,8 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bark_cli import Bark  # noqa: E402
-from bark_cli.bench import SIZES  # noqa: E402
-from bark_cli.config import GPTConfig  # noqa: E402
+from bark_cli.bench import DEFAULT_TEXT, bark_config  # noqa: E402
 from bark_cli.models.gpt import GPT  # noqa: E402
 from bark_cli.models.quantize import quantize_int8  # noqa: E402
 
@@ -58,8 +57,7 @@ def main() -> None:
     args = p.parse_args()
     torch.manual_seed(0)
     if args.model is None:
-        config = GPTConfig(**SIZES["bark-small"])
-        model = GPT(config).eval()
+        model = GPT(bark_config("bark-small").semantic).eval()
         ids = torch.randint(0, 10_000, (1, 300))
         for name, err in logit_error(model, ids).items():
             print(f"semantic logits, {name}: max {err['max_rel']:.3f}, mean {err['mean_rel']:.4f} of the logit std")
@@ -68,13 +66,12 @@ def main() -> None:
     ids = torch.randint(0, 10_000, (1, 300))
     for name, err in logit_error(full.weights.semantic, ids).items():
         print(f"semantic logits, {name}: max {err['max_rel']:.3f}, mean {err['mean_rel']:.4f} of the logit std")
-    text = "Hello, my name is Suno. And, uh, I like pizza. [laughs] But I also have other interests."
     options = dict(temperature=0.0, max_semantic_tokens=args.tokens, min_eos_p=0)
-    reference = full.generate(text, **options)
+    reference = full.generate(DEFAULT_TEXT, **options)
     for name, (dtype, int8) in VARIANTS.items():
         other = Bark.load(args.model, device="cpu", dtype=str(dtype).removeprefix("torch."),
                           quantize="int8" if int8 else None)
-        result = other.generate(text, **options)
+        result = other.generate(DEFAULT_TEXT, **options)
         prefix, overall = agreement(reference.semantic_tokens, result.semantic_tokens)
         print(f"greedy semantic tokens, {name}: {prefix:.0%} before the first difference, {overall:.0%} overall")
 

@@ -1,10 +1,14 @@
-"""The benchmark on a tiny config: it runs, counts are exact and equal in both implementations,
-and every figure it reports is positive and consistent with the others. No timing assertions."""
+"""The benchmark on a tiny config: `bark bench` alone and bench/compare.py beside transformers.
+It runs, counts are exact and equal in both implementations, and every figure it reports is
+positive and consistent with the others. No timing assertions."""
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,10 +20,26 @@ from bark_cli.bench import BenchOptions, format_report, run_benchmark
 from bark_cli.errors import BarkError, DeviceError, InputError
 from bark_cli.models.gpt import GPT
 
+ROOT = Path(__file__).resolve().parents[1]
 TOKENS = 12
 # 12 semantic tokens -> floor(12 * 75 / 49.9) = 18 frames of 320 samples, one fine window
 FRAMES = 18
 FAST = dict(config="tiny", tokens=[TOKENS], bandwidth_mb=4, decode_steps=2, warmup=False, threads=1)
+
+
+def load_compare():
+    """bench/compare.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("bench_compare", ROOT / "bench" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def compare():
+    pytest.importorskip("transformers")
+    return load_compare()
 
 
 def check_run(run: bench.RunResult, batch: int) -> None:
@@ -32,21 +52,59 @@ def check_run(run: bench.RunResult, batch: int) -> None:
     assert all(v > 0 and math.isfinite(v) for v in rates.values())
     assert rates["semantic_tokens_per_s"] * run.seconds["semantic"] == pytest.approx(batch * TOKENS)
     assert rates["coarse_tokens_per_s"] * run.seconds["coarse"] == pytest.approx(batch * 2 * FRAMES)
-    assert rates["real_time_factor"] * rates["x_slower_than_real_time"] == pytest.approx(1)
+    # the real-time factor is processing seconds per audio second; "x faster" its inverse
+    assert rates["real_time_factor"] == pytest.approx(run.seconds["total"] / run.audio_seconds)
+    assert rates["real_time_factor"] * rates["x_faster_than_real_time"] == pytest.approx(1)
+    assert rates["decode_real_time_factor"] == pytest.approx(run.seconds["decode"] / run.audio_seconds)
     assert run.audio_seconds == pytest.approx(batch * FRAMES * 320 / 24_000)
     assert run.rss_peak_bytes > 0 and run.cpu_cores_used > 0
     if run.rss_start_bytes is not None:
-        assert run.rss_peak_bytes >= run.rss_start_bytes
+        # the probe's peak covers its own start reading, however lazily the kernel updates VmHWM
+        assert run.rss_delta_bytes == run.rss_peak_bytes - run.rss_start_bytes
+        assert run.rss_delta_bytes >= 0
 
 
 @pytest.fixture(scope="module")
-def compared():
-    pytest.importorskip("transformers")
-    return run_benchmark(BenchOptions(compare_transformers=True, **FAST))
+def alone():
+    return run_benchmark(BenchOptions(**FAST))
+
+
+@pytest.fixture(scope="module")
+def compared(compare):
+    return compare.run_comparison(BenchOptions(**FAST), compare.CompareOptions())
+
+
+def test_bench_alone_counts_and_figures(alone):
+    (run,) = alone.results
+    check_run(run, 1)
+    assert run.implementation == "bark-cli" and run.dtype == "float32"  # auto on the CPU
+    assert run.semantic_step_seconds > 0
+    assert alone.model["weights"] == "random" and alone.model["stages"]["semantic"]["hidden_size"] == 32
+
+
+def test_decode_floor(alone):
+    bw = alone.bandwidth
+    assert min(bw.copy_bytes_per_s, bw.sum_bytes_per_s, bw.matvec_bytes_per_s) > 0
+    assert bw.strict_bytes_per_s >= max(bw.sum_bytes_per_s, bw.matvec_bytes_per_s, 2 * bw.copy_bytes_per_s)
+    assert [f.stage for f in alone.floors] == ["semantic", "coarse"]
+    for floor in alone.floors:
+        assert floor.error is None
+        assert floor.weight_bytes > 0 and floor.kv_bytes > 0 and floor.measured_seconds > 0
+        assert floor.strict_floor_seconds == pytest.approx(floor.weight_bytes / bw.strict_bytes_per_s)
+        assert floor.strict_ratio == pytest.approx(floor.measured_seconds / floor.strict_floor_seconds)
+        assert 0 < floor.best_seconds <= floor.measured_seconds
+        assert floor.best_strict_ratio == pytest.approx(floor.best_seconds / floor.strict_floor_seconds)
+        # the copy floor: the weights at the copy rate (bytes read), which the strict floor
+        # counts as half the traffic a copy moves
+        assert floor.copy_floor_seconds == pytest.approx(floor.weight_bytes / bw.copy_bytes_per_s)
+        assert floor.copy_floor_seconds >= 2 * floor.strict_floor_seconds * (1 - 1e-9)
+        assert floor.copy_ratio == pytest.approx(floor.measured_seconds / floor.copy_floor_seconds)
+    text = "\n".join(format_report(alone))
+    assert "bandwidth floors" in text and "copy floor" in text and "strict floor" in text
 
 
 def test_compare_transformers_counts_and_figures(compared):
-    (comp,) = compared.results
+    (comp,) = compared.comparisons
     check_run(comp.ours, 1)
     check_run(comp.transformers, 1)
     assert comp.ours.semantic_step_seconds > 0 and comp.transformers.semantic_step_seconds > 0
@@ -54,32 +112,14 @@ def test_compare_transformers_counts_and_figures(compared):
     for stage in (*bench.STAGES, "total"):
         assert speedup[stage] == pytest.approx(comp.transformers.seconds[stage] / comp.ours.seconds[stage])
         assert speedup[stage] * ratio[stage] == pytest.approx(1)
-
-
-def test_decode_floor(compared):
-    bw = compared.bandwidth
-    assert min(bw.copy_bytes_per_s, bw.sum_bytes_per_s, bw.matvec_bytes_per_s) > 0
-    assert bw.floor_bytes_per_s >= max(bw.sum_bytes_per_s, bw.matvec_bytes_per_s, 2 * bw.copy_bytes_per_s)
-    assert [f.stage for f in compared.floors] == ["semantic", "coarse"]
-    for floor in compared.floors:
-        assert floor.error is None
-        assert floor.weight_bytes > 0 and floor.kv_bytes > 0 and floor.measured_seconds > 0
-        assert floor.floor_seconds == pytest.approx(floor.weight_bytes / bw.floor_bytes_per_s)
-        assert floor.ratio == pytest.approx(floor.measured_seconds / floor.floor_seconds)
-        assert 0 < floor.best_seconds <= floor.measured_seconds
-        assert floor.best_ratio == pytest.approx(floor.best_seconds / floor.floor_seconds)
-        # the issue's floor: the weights at the copy rate (bytes read), which the strict floor
-        # counts as half the traffic a copy moves
-        assert floor.copy_floor_seconds == pytest.approx(floor.weight_bytes / bw.copy_bytes_per_s)
-        assert floor.copy_floor_seconds >= 2 * floor.floor_seconds * (1 - 1e-9)
-        assert floor.copy_ratio == pytest.approx(floor.measured_seconds / floor.copy_floor_seconds)
+    assert compared.bench.model["weights"] == "random" and compared.bench.model["config"] == "tiny"
 
 
 def test_report_names_transformers_attention(compared):
     assert "transformers' BarkModel attention: eager" in compared.notes
 
 
-def test_report_json_and_text(compared):
+def test_report_json_and_text(compare, compared):
     data = json.loads(compared.to_json())
     (result,) = data["results"]
     assert result["tokens"] == TOKENS
@@ -89,42 +129,41 @@ def test_report_json_and_text(compared):
     assert data["environment"]["transformers"]
     assert any(note.startswith("run order: interleaved") for note in data["notes"])  # CPU, Linux
     assert data["model"]["stages"]["semantic"]["hidden_size"] == 32
-    text = "\n".join(format_report(compared))
+    text = "\n".join(compare.format_comparison(compared))
     assert f"{TOKENS} semantic tokens x 1: {FRAMES} coarse frames, {FRAMES} fine frames" in text
-    assert "speedup" in text and "bandwidth floor" in text
-    total = compared.results[0].speedup()["total"]
+    assert "speedup" in text and "bandwidth floors" in text
+    total = compared.comparisons[0].speedup()["total"]
     assert f"{total:.2f}x" in text
 
 
-def test_batched_against_sequential_transformers():
+def test_batched_against_sequential_transformers(compare):
     """Batch mode: bark-cli makes 2 items in one call, transformers 1 run scaled to 2 items."""
-    pytest.importorskip("transformers")
-    report = run_benchmark(BenchOptions(compare_transformers=True, batch_size=2, transformers_runs=1,
-                                        **dict(FAST, bandwidth_mb=0)))
-    (comp,) = report.results
+    report = compare.run_comparison(BenchOptions(batch_size=2, **dict(FAST, bandwidth_mb=0)),
+                                    compare.CompareOptions(transformers_runs=1))
+    (comp,) = report.comparisons
     check_run(comp.ours, 2)
     check_run(comp.transformers, 2)
     assert comp.transformers.scaled_from == 1 and comp.transformers.calls == 2
     assert comp.transformers.seconds["total"] == pytest.approx(2 * comp.transformers.runs[0]["total"])
-    assert report.floors == [] and any("scaled" in note for note in report.notes)
-    assert "(2 runs, 1 timed)" in "\n".join(format_report(report))
+    assert report.bench.floors == [] and any("scaled" in note for note in report.notes)
+    assert "(2 runs, 1 timed)" in "\n".join(compare.format_comparison(report))
 
 
 def test_without_transformers(monkeypatch):
-    """Random weights built by bark-cli alone; transformers is never imported."""
+    """`bark bench` never imports transformers."""
     monkeypatch.setitem(sys.modules, "transformers", None)
     report = run_benchmark(BenchOptions(**dict(FAST, bandwidth_mb=0)))
-    (comp,) = report.results
-    check_run(comp.ours, 1)
-    assert comp.transformers is None and comp.speedup() is None
-    assert json.loads(report.to_json())["environment"]["transformers"] is None
+    (run,) = report.results
+    check_run(run, 1)
+    assert "transformers" not in json.loads(report.to_json())["environment"]
     assert "speedup" not in "\n".join(format_report(report))
 
 
 def test_missing_transformers_is_a_clear_error(monkeypatch):
+    compare = load_compare()
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(BarkError, match="needs the transformers package"):
-        run_benchmark(BenchOptions(compare_transformers=True, **FAST))
+        compare.run_comparison(BenchOptions(**FAST), compare.CompareOptions())
 
 
 def test_bad_options():
@@ -154,29 +193,33 @@ def test_decode_step_bytes_bark_small():
     assert bench.kv_step_bytes(model, batch=2, position=300) == 2 * 12 * 2 * 300 * h * 4
 
 
-def test_model_folder(tiny_checkpoint):
+def test_model_folder(compare, tiny_checkpoint):
     """A real model folder: both implementations load the same files, the real tokenizer speaks the text."""
-    pytest.importorskip("transformers")
-    report = run_benchmark(BenchOptions(**dict(FAST, config=str(tiny_checkpoint), bandwidth_mb=0),
-                                        compare_transformers=True))
-    (comp,) = report.results
+    report = compare.run_comparison(BenchOptions(**dict(FAST, config=str(tiny_checkpoint), bandwidth_mb=0)),
+                                    compare.CompareOptions())
+    (comp,) = report.comparisons
     check_run(comp.ours, 1)
     check_run(comp.transformers, 1)
-    assert report.model["weights"] == "checkpoint"
+    assert report.bench.model["weights"] == "checkpoint"
 
 
-def test_bfloat16_int8_against_float32_transformers():
+def test_bfloat16_int8_against_float32_transformers(compare):
     """bark-cli in bfloat16 with int8 GPT weights; transformers stays float32 on the CPU."""
-    pytest.importorskip("transformers")
-    report = run_benchmark(BenchOptions(compare_transformers=True, dtype="bfloat16", quantize="int8", **FAST))
-    (comp,) = report.results
+    report = compare.run_comparison(BenchOptions(dtype="bfloat16", quantize="int8", **FAST), compare.CompareOptions())
+    (comp,) = report.comparisons
     check_run(comp.ours, 1)
     check_run(comp.transformers, 1)
     assert (comp.ours.dtype, comp.transformers.dtype) == ("bfloat16+int8", "float32")
-    semantic = report.floors[0]
+    semantic = report.bench.floors[0]
     assert semantic.error is None and semantic.measured_seconds > 0
     assert semantic.kv_bytes == 2 * 2 * 1 * semantic.position * 32 * 4  # a float32 cache on the CPU, not int8
-    assert "bfloat16 + int8 weights" in format_report(report)[0]
+    assert "bfloat16 + int8 weights" in compare.format_comparison(report)[0]
+
+
+def test_dtype_auto_is_bark_loads():
+    """dtype auto follows Bark.load: int8 weights on the CPU take bfloat16 activations."""
+    report = run_benchmark(BenchOptions(quantize="int8", **dict(FAST, bandwidth_mb=0)))
+    assert report.results[0].dtype == "bfloat16+int8" and report.model["dtype"] == "bfloat16"
 
 
 def test_int8_needs_reduced_precision():
@@ -204,14 +247,44 @@ def test_bark_bench_command_prints_json():
     (run,) = report["results"]
     assert run["tokens"] == 12 and run["bark_cli"]["semantic_tokens"] == 12
     assert run["bark_cli"]["coarse_frames"] == math.floor(12 * 75 / 49.9)
+    assert run["bark_cli"]["real_time_factor"] == pytest.approx(
+        run["bark_cli"]["seconds"]["total"] / run["bark_cli"]["audio_seconds"])
+    assert report["options"]["dtype"] == "auto" and report["model"]["dtype"] == "float32"
+
+
+def test_bark_bench_help_names_every_size():
+    from typer.testing import CliRunner
+
+    from bark_cli.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert all(size in result.output for size in bench.SIZES)
+
+
+def test_compare_takes_every_bark_bench_option():
+    from bark_cli.cli.bench import bench as bench_command
+
+    ours = inspect.signature(bench_command).parameters
+    theirs = inspect.signature(load_compare().main).parameters
+    assert set(ours) <= set(theirs)
+    assert set(theirs) - set(ours) == {"transformers_dtype", "transformers_batched", "transformers_runs"}
+
+
+def test_compare_script_prints_json():
+    pytest.importorskip("transformers")
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "compare.py"), "--config", "tiny", "--tokens", "12",
+                             "--no-warmup", "--bandwidth-mb", "0", "--threads", "1", "--json", "--quiet"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(result.stdout)["results"]
+    assert run["bark_cli"]["semantic_tokens"] == run["transformers"]["semantic_tokens"] == 12
 
 
 def test_decode_breakdown_script_runs_and_checks_its_fused_step():
     """bench/decode_breakdown.py asserts its hand-fused step gives the model's logits, then
     prints one line per variant."""
-    import subprocess
-
-    script = Path(__file__).resolve().parents[1] / "bench" / "decode_breakdown.py"
+    script = ROOT / "bench" / "decode_breakdown.py"
     result = subprocess.run([sys.executable, str(script), "--config", "tiny", "--rounds", "2", "--position", "20"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
