@@ -38,3 +38,26 @@ class OutputError(BarkError):
 
 class GenerationError(BarkError):
     """A failure while generating (the input was fine)."""
+
+
+# Why a download from the Hugging Face Hub failed: each cause has its own fix, so its own type.
+
+
+class ModelNotFoundError(CheckpointError):
+    """A Hub repository or revision that does not exist (or is private to others)."""
+
+
+class HubAccessError(CheckpointError):
+    """A gated or private repository this machine has no access to."""
+
+
+class HubUnreachableError(CheckpointError):
+    """The Hub could not be reached: name lookup, refused connection, timeout, or a server failure."""
+
+
+class DownloadIncompleteError(CheckpointError):
+    """A download cut short; running again resumes it."""
+
+
+class NotCachedError(CheckpointError):
+    """Downloads are off (HF_HUB_OFFLINE) and the file is not in the local cache."""

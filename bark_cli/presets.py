@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .audio import replace_atomically
+from .checkpoint import VOICE_MAP_FILE, hub_snapshot, is_local_model
 from .config import GenerationConfig
 from .errors import OutputError, PresetError
 
@@ -256,9 +257,6 @@ def remove_user_voice(name: str) -> Path:
 
 # --- finding a voice by name ------------------------------------------------------------------
 
-VOICE_MAP_FILE = "speaker_embeddings_path.json"
-
-
 def read_voice_map(model_folder: Path | None) -> dict[str, dict[str, str]]:
     """The model's preset map (name -> the three .npy paths), as transformers' BarkProcessor reads it."""
     if model_folder is None or not (Path(model_folder) / VOICE_MAP_FILE).is_file():
@@ -275,42 +273,25 @@ def default_voice_files(name: str) -> dict[str, str]:
     return {key: f"speaker_embeddings/{name}_{key}.npy" for key in PROMPT_KEYS}
 
 
-def _fetch_voice_file(rel: str, model_folder: Path | None, model_id: str | None, revision: str | None) -> Path:
-    """A preset .npy: beside the model when present, else from the model's Hub repo (cached)."""
-    if model_folder is not None and (Path(model_folder) / rel).is_file():
-        return Path(model_folder) / rel
-    if not model_id or Path(model_id).expanduser().is_dir():
-        raise PresetError(f"voice file {rel} is missing from the model folder", "re-download the model")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(hf_hub_download(model_id, rel, revision=revision))
-    except LocalEntryNotFoundError:
-        raise PresetError(
-            f"voice file {rel} is not cached and downloads are off", "run once online or unset HF_HUB_OFFLINE"
-        ) from None
-    except OSError as exc:
-        raise PresetError(f"cannot download voice file {rel}: {exc}", "check the network") from None
+def _fetch_voice_files(rels: list[str], model_folder: Path | None, model_id: str | None,
+                       revision: str | None) -> list[Path]:
+    """A preset's .npy files: beside the model when present, else from the model's Hub repo
+    (cached). Download failures raise checkpoint.hub_snapshot's errors."""
+    if model_folder is not None and all((Path(model_folder) / rel).is_file() for rel in rels):
+        return [Path(model_folder) / rel for rel in rels]
+    if not model_id or is_local_model(model_id):
+        missing = next(rel for rel in rels if model_folder is None or not (Path(model_folder) / rel).is_file())
+        raise PresetError(f"voice file {missing} is missing from the model folder", "re-download the model")
+    folder = hub_snapshot(str(model_id), revision, rels, what=f"voice file {rels[0]}")
+    return [folder / rel for rel in rels]
 
 
 def voice_map_folder(model: str | os.PathLike, revision: str | None = None) -> Path:
     """The folder holding a model's speaker_embeddings_path.json, without fetching its weights:
     a local model folder itself, or the Hub snapshot folder (the map alone is fetched if needed)."""
-    if Path(model).expanduser().is_dir():
+    if is_local_model(model):
         return Path(model).expanduser()
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
-
-    try:
-        return Path(hf_hub_download(str(model), VOICE_MAP_FILE, revision=revision)).parent
-    except LocalEntryNotFoundError:
-        raise PresetError(
-            f"the voice list of {model} is not cached and downloads are off",
-            f"run `bark models download {model}` once online, or unset HF_HUB_OFFLINE",
-        ) from None
-    except (EntryNotFoundError, HFValidationError, OSError) as exc:
-        raise PresetError(f"cannot get the voice list of {model}: {exc}", "check --model and the network") from None
+    return hub_snapshot(str(model), revision, [VOICE_MAP_FILE], what=f"the voice list of {model}")
 
 
 def preset_files(name: str, model_folder: Path | None, model_id: str | None = None,
@@ -321,13 +302,8 @@ def preset_files(name: str, model_folder: Path | None, model_id: str | None = No
         known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder))
         known += [n for n, _ in list_user_voices()]
         raise PresetError(f"unknown voice {name!r}", _suggest(name, known, "or give a .npz path"))
-    return {key: _fetch_voice_file(entry[key], model_folder, model_id, revision) for key in PROMPT_KEYS}
-
-
-def load_preset(name: str, model_folder: Path | None, model_id: str | None = None,
-                revision: str | None = None) -> VoicePrompt:
-    """A named Suno preset through the model's speaker_embeddings_path.json."""
-    return _read_preset(name, preset_files(name, model_folder, model_id, revision))
+    return dict(zip(PROMPT_KEYS, _fetch_voice_files([entry[key] for key in PROMPT_KEYS], model_folder,
+                                                    model_id, revision)))
 
 
 def _read_preset(name: str, files: Mapping[str, Path]) -> VoicePrompt:
@@ -377,7 +353,7 @@ def find_model_voice(spec: str, model: str | os.PathLike, revision: str | None =
     found = find_local_voice(spec)
     if found is not None:
         return found
-    if not is_suno_name(spec) and not Path(model).expanduser().is_dir():
+    if not is_suno_name(spec) and not is_local_model(model):
         preset_files(spec, None)  # a Hub repo's map holds Suno's names only: unknown, with suggestions
     return find_voice(spec, voice_map_folder(model, revision), str(model), revision)
 
@@ -405,8 +381,8 @@ class VoiceEntry:
 def suno_on_disk(model: str | os.PathLike, revision: str | None = None) -> dict[str, bool]:
     """Which Suno presets have all three arrays on disk for `model` (a folder or a Hub id):
     in the folder, or in the Hugging Face cache. Never touches the network."""
-    folder = Path(model).expanduser()
-    if folder.is_dir():
+    if is_local_model(model):
+        folder = Path(model).expanduser()
         voice_map = read_voice_map(folder)
 
         def exists(rel: str) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bark_cli import checkpoint
+from bark_cli.config import BarkConfig, GenerationConfig
 from bark_cli.errors import CheckpointError
-from tiny_bark import build_tiny_model, legacy_state_dict
+from tiny_bark import TINY_CODEC, TINY_WIDTH, build_tiny_model, legacy_state_dict
+
+# config.json's sub-model sections at tiny widths (Bark's vocabularies): runs without ../shared
+TINY_CONFIG = {
+    "semantic_config": dict(TINY_WIDTH, input_vocab_size=129_600, output_vocab_size=10_048),
+    "coarse_acoustics_config": dict(TINY_WIDTH, input_vocab_size=12_096, output_vocab_size=12_096),
+    "fine_acoustics_config": dict(TINY_WIDTH, input_vocab_size=1056, output_vocab_size=1056,
+                                  n_codes_total=8, n_codes_given=1),
+    "codec_config": dict(TINY_CODEC),
+}
 
 
 def copy_without_weights(src: Path, dst: Path) -> Path:
@@ -185,3 +197,132 @@ def test_tiny_model_is_random_not_default_init():
     assert model.semantic.input_embeds_layer.weight.std() > 0.5
     head = model.coarse_acoustics.lm_head.weight
     torch.testing.assert_close(head[12_048:], 0.5 * head[11_024:11_072])
+
+
+# --- random_weights ---------------------------------------------------------------------------
+
+
+def test_random_weights_match_a_loaded_checkpoint(tiny_checkpoint):
+    """Same modules, keys, shapes and dtypes as load_weights gives for the same config.json,
+    finished the same way: nothing left on the meta device, eval mode, no gradients."""
+    config, gen = checkpoint.read_configs(tiny_checkpoint)
+    for dtype in (torch.float32, torch.bfloat16):
+        loaded = checkpoint.load_weights(tiny_checkpoint, dtype)
+        random = checkpoint.random_weights(config, gen, seed=0, dtype=dtype)
+        assert (random.config, random.generation) == (config, gen)
+        ours, theirs = all_tensors(random), all_tensors(loaded)
+        assert ours.keys() == theirs.keys()
+        for key in theirs:
+            assert (ours[key].shape, ours[key].dtype) == (theirs[key].shape, theirs[key].dtype), key
+            assert ours[key].device.type == "cpu", key
+        for name in ("semantic", "coarse", "fine", "codec"):
+            module = getattr(random, name)
+            assert not module.training
+            assert not any(p.requires_grad for p in module.parameters())
+
+
+def test_random_weights_tie_the_fine_heads():
+    weights = checkpoint.random_weights(BarkConfig.from_dict(TINY_CONFIG), GenerationConfig())
+    fine = weights.fine
+    given = fine.config.n_codes_given
+    for i, head in enumerate(fine.lm_heads):
+        assert head.weight is fine.input_embeds_layers[i + given].weight
+    assert fine.lm_heads[0].weight.std() > 0.01  # random, not a zero or meta placeholder
+
+
+def test_random_weights_are_seeded_and_leave_the_global_rng_alone():
+    config = BarkConfig.from_dict(TINY_CONFIG)
+    before = torch.get_rng_state()
+    first = all_tensors(checkpoint.random_weights(config, GenerationConfig(), seed=3))
+    again = all_tensors(checkpoint.random_weights(config, GenerationConfig(), seed=3))
+    other = all_tensors(checkpoint.random_weights(config, GenerationConfig(), seed=4))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["semantic.lm_head.weight"], other["semantic.lm_head.weight"])
+    assert not torch.equal(first["codec.decoder.layers.0.conv.weight"], other["codec.decoder.layers.0.conv.weight"])
+
+
+@torch.no_grad()
+def test_random_weights_run():
+    """Every stage turns its input into finite output of the right shape."""
+    config = BarkConfig.from_dict(TINY_CONFIG)
+    weights = checkpoint.random_weights(config, GenerationConfig(), seed=1)
+    ids = torch.randint(0, 1000, (2, 5))
+    logits = weights.semantic(ids, all_logits=True)
+    assert logits.shape == (2, 5, config.semantic.output_vocab_size) and logits.isfinite().all()
+    logits = weights.coarse(ids)
+    assert logits.shape == (2, 1, config.coarse.output_vocab_size) and logits.isfinite().all()
+    codes = torch.randint(0, 1024, (2, 6, 8))
+    logits = weights.fine(3, codes)
+    assert logits.shape[:2] == (2, 6) and logits.isfinite().all()
+    audio = weights.codec.decode(codes.transpose(1, 2))
+    assert audio.shape == (2, 6 * 320) and audio.isfinite().all() and audio.abs().max() > 0
+
+
+# --- tensor_headers ---------------------------------------------------------------------------
+
+
+def described(state: dict[str, torch.Tensor]) -> dict[str, checkpoint.TensorInfo]:
+    return {k: checkpoint.TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch."), v.numel() * v.element_size())
+            for k, v in state.items()}
+
+
+def test_tensor_headers_single_file(tiny_checkpoint):
+    state = load_file(str(tiny_checkpoint / "model.safetensors"))
+    headers = checkpoint.tensor_headers(tiny_checkpoint)
+    assert headers == described(state)
+    assert headers["semantic.lm_head.weight"].numel == state["semantic.lm_head.weight"].numel()
+
+
+def test_tensor_headers_sharded_mixed_dtypes_and_bin(tiny_checkpoint, tmp_path):
+    state = load_file(str(tiny_checkpoint / "model.safetensors"))
+    state = {k: (v.to(torch.bfloat16) if k.startswith("coarse") else v) for k, v in state.items()}
+    state["semantic.layers.0.attn.bias"] = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    folder = copy_without_weights(tiny_checkpoint, tmp_path / "sharded")
+    keys = sorted(state)
+    weight_map = {}
+    for n, shard_keys in enumerate((keys[::2], keys[1::2])):
+        name = f"model-0000{n + 1}-of-00002.safetensors"
+        save_file({k: state[k].contiguous() for k in shard_keys}, str(folder / name))
+        weight_map.update({k: name for k in shard_keys})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    headers = checkpoint.tensor_headers(folder)
+    assert headers == described(state)
+    assert headers["coarse_acoustics.lm_head.weight"].dtype_name == "bfloat16"
+    assert headers["semantic.layers.0.attn.bias"].dtype_name == "bool"
+
+    # load_weights' file rules: a stray shard the index does not name is not read
+    save_file({"vocoder.weight": torch.zeros(2)}, str(folder / "model-00009-of-00009.safetensors"))
+    assert checkpoint.tensor_headers(folder) == headers
+
+    bin_folder = copy_without_weights(tiny_checkpoint, tmp_path / "bin")
+    torch.save(state, bin_folder / "pytorch_model.bin")
+    assert checkpoint.tensor_headers(bin_folder) == described(state)
+
+
+def test_tensor_headers_errors(tiny_checkpoint, tmp_path):
+    folder = copy_without_weights(tiny_checkpoint, tmp_path / "none")
+    with pytest.raises(CheckpointError, match="model.safetensors or pytorch_model.bin"):
+        checkpoint.tensor_headers(folder)
+    (folder / "model.safetensors").write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        checkpoint.tensor_headers(folder)
+    (folder / "model.safetensors").write_bytes((5).to_bytes(8, "little") + b"{oops")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        checkpoint.tensor_headers(folder)
+
+
+def test_checkpoint_and_presets_import_no_torch():
+    """Resolving models and listing voices start without torch; the parent package is stubbed
+    so that only these modules' own imports count."""
+    code = (
+        "import importlib.util, sys, types\n"
+        "spec = importlib.util.find_spec('bark_cli')\n"
+        "package = types.ModuleType('bark_cli')\n"
+        "package.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['bark_cli'] = package\n"
+        "import bark_cli.checkpoint, bark_cli.presets\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

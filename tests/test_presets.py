@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bark_cli import presets
-from bark_cli.errors import PresetError
+from bark_cli.errors import NotCachedError, PresetError
+from tiny_bark import REAL_REASON, real_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = "en de es fr hi it ja ko pl pt ru tr zh".split()
@@ -46,9 +47,9 @@ def test_catalog_has_all_261_suno_names():
 
 def test_catalog_matches_the_hub_voice_map():
     """Every name transformers' BarkProcessor knows (the Hub's speaker_embeddings_path.json)."""
-    hub_map = Path(__file__).resolve().parents[2] / "shared/reference/hf-configs/bark-speaker_embeddings_path.json"
-    if not hub_map.is_file():
-        pytest.skip(f"needs {hub_map}")
+    if real_reference() is None:
+        pytest.skip(REAL_REASON)
+    hub_map = real_reference() / "hf-configs" / "bark-speaker_embeddings_path.json"
     keys = set(json.loads(hub_map.read_text())) - {"repo_or_path"}
     assert keys == {e.name for e in presets.suno_catalog()}
 
@@ -143,7 +144,7 @@ def test_unknown_name_suggests_a_close_one(tiny_checkpoint):
 
 def test_model_voice_without_a_cached_hub_model():
     """A Suno name on a Hub id that is not cached: a clear error offline, never a download."""
-    with pytest.raises(PresetError, match="not cached and downloads are off"):
+    with pytest.raises(NotCachedError, match="not cached and downloads are off"):
         presets.find_model_voice("v2/en_speaker_6", "bark-cli-tests/not-cached")
     with pytest.raises(PresetError, match="unknown voice"):
         presets.find_model_voice("nobody", "bark-cli-tests/not-cached")

@@ -7,7 +7,7 @@ import pytest
 
 from bark_cli.errors import PresetError
 from bark_cli.presets import load_voice_file, save_voice, validate_voice
-from tiny_bark import REFERENCE, SHARED_REASON, shared_available
+from tiny_bark import REAL_PRESETS, REAL_REASON, REFERENCE
 
 PROMPTS = REFERENCE / "suno-prompts"
 
@@ -18,7 +18,7 @@ def prompt_files():
     return sorted(PROMPTS.glob("*.npz")) + sorted((PROMPTS / "v2").glob("*.npz"))
 
 
-@pytest.mark.skipif(not shared_available(), reason=SHARED_REASON)
+@pytest.mark.skipif(not REAL_PRESETS, reason=REAL_REASON)
 def test_all_271_suno_prompts_load():
     files = prompt_files()
     assert len(files) == 271
