@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from bark_cli import __version__
 from bark_cli.cli import app
-from bark_cli.cli.common import StageBars
+from bark_cli.cli.output import StageBars
 from bark_cli.pipeline import Bark
 from bark_cli.errors import GenerationError
 
@@ -82,9 +82,13 @@ def files_here() -> list[str]:
     return sorted(p.name for p in Path.cwd().iterdir() if p.name != "voices")
 
 
-def assert_bad_input(result, fragment: str = "", files: list[str] | None = None):
-    """Exit 2, exactly one line on stderr, no traceback, nothing written."""
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+# The documented exit status of a model that HF_HUB_OFFLINE keeps from being downloaded.
+OFFLINE_NOT_CACHED = 5
+
+
+def assert_bad_input(result, fragment: str = "", files: list[str] | None = None, code: int = 2):
+    """Exit `code` (bad input: 2), exactly one line on stderr, no traceback, nothing written."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert fragment in lines[0]
@@ -160,7 +164,7 @@ def test_temperature_zero_is_repeatable_and_saved_voices_feed_back(model):
     assert sf.info("c.wav").frames == expected_samples(TOKENS)
     # Conditioned on the voice, greedy decoding takes another path than without it.
     assert Path("c.wav").read_bytes() != Path("a.wav").read_bytes()
-    # --save-voice keeps the voice used: with --voice, that voice itself (issue 4's long-form rule).
+    # --save-voice keeps the voice used: with --voice, that voice itself (the long-form rule).
     assert_same_tokens("c.npz", "a.npz")
 
 
@@ -196,7 +200,7 @@ def test_missing_voice_file(model):
 
 def test_missing_model_offline():
     result = run("say", "Hi.", "-o", "a.wav", "--model", "bark-cli-tests/not-cached")
-    assert_bad_input(result, "not in the local cache and downloads are off")
+    assert_bad_input(result, "not in the local cache and downloads are off", code=OFFLINE_NOT_CACHED)
 
 
 def test_missing_model_folder():
@@ -381,7 +385,7 @@ def test_presets_bad_inputs(model):
     assert_bad_input(run("presets", "add", "junk.npz", "--name", "en_speaker_0"), "", ["junk.npz"])
     assert_bad_input(run("presets", "remove", "announcer"), "is a Suno preset", ["junk.npz"])
     assert_bad_input(run("presets", "show", "v2/en_speaker_6", "--model", "bark-cli-tests/not-cached"),
-                     "not cached and downloads are off", ["junk.npz"])
+                     "not cached and downloads are off", ["junk.npz"], code=OFFLINE_NOT_CACHED)
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -460,7 +464,8 @@ def test_presets_on_disk_in_the_hub_cache(use_cache):
 
 def test_models_bad_inputs():
     assert_bad_input(run("models", "info", "bark-cli-tests/not-cached"), "is not downloaded")
-    assert_bad_input(run("models", "download", "bark-cli-tests/not-cached"), "downloads are off")
+    assert_bad_input(run("models", "download", "bark-cli-tests/not-cached"), "downloads are off",
+                     code=OFFLINE_NOT_CACHED)
 
 
 # --- help, version, progress ----------------------------------------------------------------------
@@ -537,7 +542,7 @@ def test_script_stdout_from_the_hub_cache(hub_cache, tmp_path):
 
 def test_script_bad_input(tmp_path):
     result = script("say", "Hi.", "-o", "a.wav", "--model", "bark-cli-tests/not-cached", cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == OFFLINE_NOT_CACHED
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: model bark-cli-tests/not-cached is not in the local cache")
     assert result.stdout == b"" and list(tmp_path.iterdir()) == []
