@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .config import SamplingOptions
 from .errors import BarkError, CheckpointError, DeviceError, GenerationError, InputError, OutputError, PresetError
 
 __version__ = "0.1.0"
@@ -46,6 +47,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Bark", "Generation", "Speech", "speak", "VoicePrompt", "BarkError", "CheckpointError", "DeviceError",
+    "Bark", "Generation", "Speech", "speak", "SamplingOptions", "VoicePrompt", "BarkError", "CheckpointError", "DeviceError",
     "GenerationError", "InputError", "OutputError", "PresetError", "__version__",
 ]
