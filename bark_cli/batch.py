@@ -4,11 +4,19 @@ Inputs are text files (one utterance per non-empty line, or one long-form item p
 standard input, or JSONL lines `{"text": ..., "output": ..., "voice": ..., "seed": ...}` (piper
 style). Every output is written atomically, so an existing file is a complete one: a rerun skips
 it, which makes a killed run resumable. One bad item is reported and the rest go on.
+
+Every output path is planned before anything is generated, and two items that would write one
+file refuse the whole run. Runs that share an output folder (shards, or a rerun started while the
+first still runs) claim each item with a marker file, so no item is generated twice.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
@@ -44,7 +52,7 @@ class Outcome:
     """One line of the report."""
 
     index: int
-    status: str  # "done", "skipped" (output already there), "failed"
+    status: str  # "done", "skipped" (output already there), "claimed" (another run makes it), "failed"
     path: str | None
     source: str
     line: int | None
@@ -141,19 +149,81 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return k, n
 
 
+# --- output names -----------------------------------------------------------------------------
+
+TEMPLATE_FIELDS = {"index": "number", "line": "number", "stem": "text"}
+MAX_PAD_WIDTH = 12
+_FIELD = re.compile(r"\{([^{}]*)\}|\{\{|\}\}|[{}]")
+_TEMPLATE_HINT = ("use {index}, {line} or {stem}, numbers optionally zero-padded as {index:05d} "
+                  f"(width 1..{MAX_PAD_WIDTH}), and {{{{ }}}} for literal braces")
+
+
+class Template:
+    """An output-name template: literal text, `{{` and `}}` for braces, and the fields `{index}`
+    (the item's 0-based position over all inputs), `{line}` (its 1-based line in its input, 0 for
+    a whole file) and `{stem}` (the input file's name without extension, `stdin` for stdin).
+    The number fields take one format, zero padding to a width of 1 to 12: `{index:05d}`. Nothing
+    else (no attribute or index access, no other format) is part of the language."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.parts: list[tuple[str, str | int | None]] = []  # ("text", s) or (field, pad width or None)
+        position = 0
+        for match in _FIELD.finditer(text):
+            self._literal(text[position:match.start()])
+            position = match.end()
+            token = match.group(0)
+            if token in ("{{", "}}"):
+                self._literal(token[0])
+            elif match.group(1) is None:
+                self._refuse(f"a lone {token!r} at character {match.start() + 1}")
+            else:
+                self.parts.append(self._field(match.group(1)))
+        self._literal(text[position:])
+
+    def _literal(self, value: str) -> None:
+        if value:
+            self.parts.append(("text", value))
+
+    def _refuse(self, why: str):
+        raise InputError(f"bad output template {self.text!r}: {why}", _TEMPLATE_HINT)
+
+    def _field(self, body: str) -> tuple[str, int | None]:
+        name, colon, spec = body.partition(":")
+        if name not in TEMPLATE_FIELDS:
+            self._refuse(f"unknown field {{{body}}}")
+        if not colon:
+            return name, None
+        padded = re.fullmatch(r"0(\d{1,2})d", spec)
+        if TEMPLATE_FIELDS[name] != "number" or padded is None or not 1 <= int(padded.group(1)) <= MAX_PAD_WIDTH:
+            self._refuse(f"format {{{body}}} is not one this template language has")
+        return name, int(padded.group(1))
+
+    def render(self, index: int, line: int | None, stem: str) -> str:
+        values = {"index": index, "line": line or 0, "stem": stem}
+        out = []
+        for kind, arg in self.parts:
+            if kind == "text":
+                out.append(arg)
+            elif arg is None:
+                out.append(str(values[kind]))
+            else:
+                out.append(f"{values[kind]:0{arg}d}")
+        return "".join(out)
+
+
 def plan_outputs(items: list[Item], output_dir: Path, template: str = DEFAULT_TEMPLATE) -> list[Item]:
     """Give every item an output path inside `output_dir`; one that would land outside it
-    (`../x.wav`, an absolute path elsewhere, a link out) fails that item alone."""
+    (`../x.wav`, an absolute path elsewhere, a link out) fails that item alone. Two items with one
+    path (after resolving, and ignoring case on a case-insensitive file system) raise InputError
+    naming both: the plan is refused before anything is written."""
+    parsed = Template(template)
     root = output_dir.resolve()
     for item in items:
         if item.error:
             continue
         if item.output is None:
-            try:
-                item.output = Path(template.format(index=item.index, stem=item.stem, line=item.line or 0))
-            except (KeyError, IndexError, ValueError) as exc:
-                raise InputError(f"bad output template {template!r}: {exc}",
-                                 "use fields {index}, {stem} and {line}, e.g. {index:05d}.wav") from None
+            item.output = Path(parsed.render(item.index, item.line, item.stem))
         target = (root / item.output).resolve()
         if not target.is_relative_to(root) or target == root:
             item.error = f"output {item.output} is outside the output folder {output_dir}"
@@ -164,6 +234,125 @@ def plan_outputs(items: list[Item], output_dir: Path, template: str = DEFAULT_TE
             item.output = None
             continue
         item.output = target
+    _refuse_collisions(items, output_dir, root)
+    return items
+
+
+def _where(item: Item) -> str:
+    return f"{item.source}:{item.line}" if item.line is not None else item.source
+
+
+def _refuse_collisions(items: list[Item], output_dir: Path, root: Path) -> None:
+    fold = case_insensitive(root)
+    first: dict[str, Item] = {}
+    clashes: list[str] = []
+    for item in items:
+        if item.error:
+            continue
+        key = str(item.output).casefold() if fold else str(item.output)
+        if key in first:
+            shown = output_dir / item.output.relative_to(root)
+            clashes.append(f"{_where(first[key])} and {_where(item)} -> {shown}")
+        else:
+            first[key] = item
+    if clashes:
+        more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
+        raise InputError(f"two items write one file: {'; '.join(clashes[:3])}{more}",
+                         "give each item its own output (a template with {index}, or distinct JSONL outputs)")
+
+
+def case_insensitive(folder: Path) -> bool:
+    """Whether names in `folder` (or, when it does not exist yet, its nearest existing parent)
+    ignore case, found by creating a mixed-case probe file and looking for it in lower case."""
+    probe_dir = folder
+    while not probe_dir.is_dir() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        handle, name = tempfile.mkstemp(prefix=".bark-Case-Probe-", dir=probe_dir)
+    except OSError:
+        return False  # cannot write there: the run will fail on its first output anyway
+    try:
+        os.close(handle)
+        folded = os.path.join(os.path.dirname(name), os.path.basename(name).lower())
+        return os.path.exists(folded)
+    finally:
+        os.unlink(name)
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+CLAIM_SUFFIX = ".claim"
+
+
+def claim_path(output: Path) -> Path:
+    """The marker of an output being generated: `.NAME.claim` beside it."""
+    return output.with_name(f".{output.name}{CLAIM_SUFFIX}")
+
+
+def _holder(path: Path) -> tuple[int, str] | None:
+    """The (pid, host) a claim file names, or None when it names none (half-written, foreign)."""
+    try:
+        pid, _, host = path.read_text(encoding="utf-8").partition(" ")
+        return int(pid), host.strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # someone else's process, or a pid we cannot check: assume it runs
+    return True
+
+
+def claim(output: Path) -> bool:
+    """Claim `output` for this process: create its marker exclusively (O_CREAT | O_EXCL), holding
+    "PID HOST". False when a live process holds it. A claim of a process that is gone (same host,
+    pid not running) is taken over: renamed aside atomically, so of two runs taking it over only
+    one wins."""
+    path = claim_path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(2):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if holder is None or holder[1] != socket.gethostname() or _alive(holder[0]):
+                return False
+            aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue  # another run took it over first; try to create it again
+            if _holder(aside) != holder:  # renamed a claim made meanwhile: give it back
+                os.rename(aside, path)
+                return False
+            os.unlink(aside)
+            continue
+        with os.fdopen(handle, "w", encoding="utf-8") as marker:
+            marker.write(me)
+        return True
+    return False
+
+
+def release(output: Path) -> None:
+    try:
+        claim_path(output).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def assign_seeds(items: list[Item], seed: int) -> list[Item]:
+    """Give every item without a seed of its own the seed `seed + index`: an item's audio then
+    depends on its own seed only, never on the batch it runs in, and `bark say` with that seed
+    (same voice, model, device and dtype) makes it again."""
+    for item in items:
+        if item.seed is None:
+            item.seed = seed + item.index
     return items
 
 
@@ -190,8 +379,10 @@ def run_batch(
 
     `speak_group(items)` returns one `(result, seed)` per item, `result` having `.audio`,
     `.sample_rate` and `.duration`. Consecutive items with the same non-None `group_key` (for
-    example one voice and no seed of their own) go to it together, up to `batch_size`. When a
-    group fails, its items are retried one by one, so one bad item fails alone.
+    example one voice) go to it together, up to `batch_size`. When a group fails, its items are
+    retried one by one, so one bad item fails alone. Each item is claimed (`claim`) before it is
+    generated and released once written or failed; an item another live run holds is reported
+    "claimed" and left to it.
     """
     summary = Summary()
 
@@ -205,22 +396,31 @@ def run_batch(
 
     group: list[Item] = []
     group_of = None  # the key of the items in `group`
-    for item in items:
-        outcome = _precheck(item, overwrite)
-        if outcome is not None:
-            record(outcome)
-            continue
-        key = group_key(item)
-        if group and (key is None or key != group_of or len(group) >= batch_size):
+    try:
+        for item in items:
+            outcome = _precheck(item, overwrite)
+            if outcome is None and not claim(item.output):
+                outcome = _outcome(item, "claimed")
+            elif outcome is None and item.output.exists() and not overwrite:
+                release(item.output)  # finished by another run between the check and the claim
+                outcome = _outcome(item, "skipped")
+            if outcome is not None:
+                record(outcome)
+                continue
+            key = group_key(item)
+            if group and (key is None or key != group_of or len(group) >= batch_size):
+                _speak_and_write(speak_group, group, subtype, record)
+                group = []
+            group.append(item)
+            group_of = key
+            if key is None:
+                _speak_and_write(speak_group, group, subtype, record)
+                group = []
+        if group:
             _speak_and_write(speak_group, group, subtype, record)
-            group = []
-        group.append(item)
-        group_of = key
-        if key is None:
-            _speak_and_write(speak_group, group, subtype, record)
-            group = []
-    if group:
-        _speak_and_write(speak_group, group, subtype, record)
+    finally:
+        for item in group:  # claimed but not reached (an interrupt): free them for the next run
+            release(item.output)
     return summary
 
 
@@ -239,26 +439,32 @@ def _precheck(item: Item, overwrite: bool) -> Outcome | None:
 
 
 def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | None, record) -> None:
+    """Speak a claimed group and write its outputs; every claim is released, whatever happens."""
     try:
-        results = speak_group(group)
-    except Exception as exc:  # noqa: BLE001 - isolate the failing item below
-        if len(group) > 1:
-            for item in group:
-                _speak_and_write(speak_group, [item], subtype, record)
-            return
-        record(_outcome(group[0], "failed", _describe(exc)))
-        return
-    for item, (result, seed) in zip(group, results):
-        outcome = _outcome(item, "failed")
-        outcome.seed = seed
         try:
-            item.output.parent.mkdir(parents=True, exist_ok=True)
-            write_audio(item.output, result.audio, result.sample_rate, subtype=subtype, overwrite=True)
-        except Exception as exc:  # noqa: BLE001 - one item's failure must not stop the run
-            outcome.error = _describe(exc)
-        else:
-            outcome.status, outcome.seconds_of_audio = "done", round(result.duration, 3)
-        record(outcome)
+            results = speak_group(group)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing item below
+            if len(group) > 1:
+                for item in group:
+                    _speak_and_write(speak_group, [item], subtype, record)
+                return
+            record(_outcome(group[0], "failed", _describe(exc)))
+            return
+        for item, (result, seed) in zip(group, results):
+            outcome = _outcome(item, "failed")
+            outcome.seed = seed
+            try:
+                item.output.parent.mkdir(parents=True, exist_ok=True)
+                write_audio(item.output, result.audio, result.sample_rate, subtype=subtype, overwrite=True)
+            except Exception as exc:  # noqa: BLE001 - one item's failure must not stop the run
+                outcome.error = _describe(exc)
+            else:
+                outcome.status, outcome.seconds_of_audio = "done", round(result.duration, 3)
+            release(item.output)
+            record(outcome)
+    finally:
+        for item in group:
+            release(item.output)
 
 
 def _describe(exc: BaseException) -> str:

@@ -71,10 +71,14 @@ def resolve_model(
     huggingface_hub). Weights are taken as safetensors when the repo has them, else as
     pytorch_model.bin. Download failures raise the errors of `hub_snapshot`.
     """
+    from . import suno
+
     path = Path(model).expanduser()
     if path.is_dir():
         return path
     text = str(model)
+    if text == suno.ORIGINAL:  # Suno's own download folder (suno.py)
+        return suno.original_folder()
     if text.startswith((".", "~", os.sep)) or text.count("/") != 1:
         raise CheckpointError(
             f"model {text} is neither a folder nor a Hub id", "give an existing folder or a Hub id like suno/bark-small"
@@ -254,13 +258,23 @@ def read_configs(folder: Path) -> tuple[BarkConfig, GenerationConfig]:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{folder} has no config.json", "point at a Bark model folder in the Hugging Face layout")
-    try:
-        config = BarkConfig.from_dict(json.loads(config_path.read_text()))
-        gen_path = folder / "generation_config.json"
-        generation = GenerationConfig.from_dict(json.loads(gen_path.read_text()) if gen_path.is_file() else None)
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"cannot read the configs in {folder}: {exc}", "re-download the model") from None
+    gen_path = folder / "generation_config.json"
+    config = _read_config(config_path, BarkConfig.from_dict)
+    generation = _read_config(gen_path, GenerationConfig.from_dict) if gen_path.is_file() else GenerationConfig()
     return config, generation
+
+
+def _read_config(path: Path, parse: Callable):
+    """One config file, parsed and checked: bad JSON, wrong types and impossible values raise
+    CheckpointError naming the file and the key."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}", "re-download the model") from None
+    try:
+        return parse(data)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path.name}: {exc.message}", exc.hint) from None
 
 
 def _weight_files(folder: Path, quiet: bool = False) -> list[Path]:
@@ -270,8 +284,7 @@ def _weight_files(folder: Path, quiet: bool = False) -> list[Path]:
         if (folder / single).is_file():
             return [folder / single]
         if (folder / index).is_file():
-            weight_map = json.loads((folder / index).read_text())["weight_map"]
-            files = [folder / name for name in dict.fromkeys(weight_map.values())]
+            files = _shards(folder, index)
             missing = [f.name for f in files if not f.is_file()]
             if missing:
                 raise CheckpointError(f"{index} names missing shard {missing[0]}", "re-download the model")
@@ -281,6 +294,31 @@ def _weight_files(folder: Path, quiet: bool = False) -> list[Path]:
     raise CheckpointError(
         f"{folder} holds no model.safetensors or pytorch_model.bin", "point at a complete Bark model folder"
     )
+
+
+def _shards(folder: Path, index: str) -> list[Path]:
+    """The shard files a sharded checkpoint's index names, each a plain file name or a relative
+    path that stays inside `folder`; anything else raises CheckpointError naming the key."""
+    try:
+        data = json.loads((folder / index).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"cannot read {index}: {exc}", "re-download the model") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: weight_map is missing or not an object of tensor -> shard file",
+                              "re-download the model")
+    root = folder.resolve()
+    files = []
+    for key, name in weight_map.items():
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(f"{index}: weight_map[{key!r}] is not a file name", "re-download the model")
+        relative = Path(name)
+        target = (root / relative).resolve()
+        if relative.is_absolute() or ".." in relative.parts or "\0" in name or not target.is_relative_to(root):
+            raise CheckpointError(f"{index}: weight_map[{key!r}] names {name!r}, outside the model folder",
+                                  "a shard must be a file inside the model folder")
+        files.append(folder / relative)
+    return list(dict.fromkeys(files))
 
 
 def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
@@ -375,8 +413,13 @@ def load_weights(folder: Path, dtype: torch.dtype | None = None) -> BarkWeights:
     from .models.codec import codec_state_dict
     from .models.fine import FineGPT
 
-    config, generation = read_configs(folder)
-    parts = split_state_dict(load_state_dict(folder))
+    from . import suno
+
+    if suno.is_suno_folder(folder):  # Suno's original .pt files, mapped to this layout's keys
+        config, generation, parts = suno.read_folder(folder, hub_snapshot)
+    else:
+        config, generation = read_configs(folder)
+        parts = split_state_dict(load_state_dict(folder))
     states = {
         "semantic": _drop_causal_masks(parts["semantic"]),
         "coarse": _drop_causal_masks(parts["coarse"]),

@@ -4,7 +4,8 @@ Every stage takes a batch of items that share one voice. The semantic and coarse
 items in lockstep (an item that is done keeps stepping and its extra tokens are dropped, which
 cannot change its earlier tokens: attention is causal). The fine stage runs each item's own
 windows, so a short item never sees a longer item's frames. Under greedy decoding an item's
-tokens are therefore those of running it alone.
+tokens are therefore those of running it alone; under sampling too when each row draws from a
+generator of its own (a list of generators, one per row).
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from .config import GenerationConfig, Progress, Sampling
-from .decoding import kv_cache
+from .decoding import GraphCache, kv_cache
 from .models.fine import FineGPT
 from .models.gpt import GPT
 from .presets import VoicePrompt
+
+# The semantic loop asks the device whether every item has stopped once per this many steps,
+# not every step: the question waits for all queued work, which idles a GPU between steps.
+# Items that stopped keep stepping meanwhile, as in a batch, so the tokens are the same.
+EOS_CHECK_EVERY = 16
 
 
 def _filter(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -47,17 +53,34 @@ def distribution(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
     return _filter(logits / sampling.temperature, sampling.top_k, sampling.top_p).softmax(-1)
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""Where a stage's noise comes from: one generator for the whole batch, or one per row (each
+row then draws exactly what it would draw alone, so a batch repeats each item's solo run)."""
+
+
+def uniform(shape: torch.Size, generator: Generators, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """U[0, 1) noise of `shape`; with one generator per row, row r comes from generator[r]."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0]} rows")
+    out = torch.empty(shape, device=device, dtype=dtype)
+    for row, row_generator in zip(out, generator):
+        row.uniform_(generator=row_generator)  # what torch.rand(row.shape, generator=...) draws
+    return out
+
+
+def draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     """One draw per row: argmax of probs / Exp(1) noise picks index i with probability probs[i],
     without the host sync of torch.multinomial."""
     # Exp(1) as -log(U): several times faster on a CPU than exponential_. U = 0 (one value in
     # 2**24) is clamped, which gives that entry a large noise instead of an infinite one.
-    uniform = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
-    noise = uniform.clamp_(min=torch.finfo(probs.dtype).tiny).log_().neg_()
+    noise = uniform(probs.shape, generator, probs.device, probs.dtype)
+    noise = noise.clamp_(min=torch.finfo(probs.dtype).tiny).log_().neg_()
     return (probs / noise).argmax(-1)
 
 
-def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+def sample(logits: torch.Tensor, sampling: Sampling, generator: Generators) -> torch.Tensor:
     if sampling.greedy:
         return logits.argmax(-1)
     return draw(distribution(logits, sampling), generator)
@@ -94,14 +117,18 @@ def generate_semantic(
     sampling: Sampling,
     min_eos_p: float | None,
     max_new_tokens: int,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     progress: Progress | None = None,
     allow_early_stop: bool = True,
-    graphed: bool = False,
+    graphed: bool | GraphCache = False,
+    eos_check_every: int = EOS_CHECK_EVERY,
 ) -> list[np.ndarray]:
     """Semantic tokens for each text, without the final EOS (int64 arrays). With
     `allow_early_stop` off, EOS is never chosen and every item runs `max_new_tokens` steps
-    (benchmarks need exact counts). `graphed`: decode steps through decoding.GraphStep."""
+    (benchmarks need exact counts). `graphed`: decode steps through decoding.GraphStep (a
+    decoding.GraphCache keeps them across runs). The loop checks for the end every
+    `eos_check_every` steps; up to that many - 1 extra steps may draw from `generator`, so a
+    later stage needs a generator of its own."""
     batch = len(text_ids)
     device = model.position_embeds_layer.weight.device
     vocab, eos = config.semantic_vocab_size, config.semantic_eos_token
@@ -135,8 +162,8 @@ def generate_semantic(
             tokens[:, step] = token
             if progress:
                 progress("semantic", step + 1, max_new_tokens)
-            # The one host sync per step: whether every item has stopped.
-            if step + 1 == max_new_tokens or bool(done.all()):
+            # The one host sync, every eos_check_every steps: whether every item has stopped.
+            if step + 1 == max_new_tokens or ((step + 1) % eos_check_every == 0 and bool(done.all())):
                 break
             fed = torch.where(token == vocab, eos, token)
             logits = decode(fed[:, None], prefix.shape[1] + step)
@@ -175,9 +202,9 @@ def generate_coarse(
     voice: VoicePrompt | None,
     config: GenerationConfig,
     sampling: Sampling,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     progress: Progress | None = None,
-    graphed: bool = False,
+    graphed: bool | GraphCache = False,
 ) -> list[np.ndarray]:
     """The first two codebooks, (2, T) codes per item, in 60-token windows that re-read the
     semantic context and the last 630 coarse tokens (bark-spec §4.1)."""
@@ -256,13 +283,20 @@ def generate_coarse(
 # --- stage 3: coarse -> fine ---------------------------------------------------------------
 
 
+def _rows(generator: Generators, rows: list[int]) -> Generators:
+    """The generators of the batch rows a step runs (per-row generators follow their rows)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    return [generator[i] for i in rows]
+
+
 def generate_fine(
     model: FineGPT,
     coarse: Sequence[np.ndarray],
     voice: VoicePrompt | None,
     config: GenerationConfig,
     sampling: Sampling,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     progress: Progress | None = None,
 ) -> list[np.ndarray]:
     """All eight codebooks, (8, T) per item: codebooks 2..7 predicted in turn over 1024-frame
@@ -300,7 +334,7 @@ def generate_fine(
         keep = torch.stack([torch.arange(window, device=device) >= f - s for s, f in zip(starts, fills)])
         for book in range(n_given, n_books):
             logits = model(book, batch)[:, :, :book_size]
-            predicted = sample(logits, sampling, generator)
+            predicted = sample(logits, sampling, _rows(generator, active))
             # Write in place so the next codebook is conditioned on this one's predictions.
             batch[:, :, book] = torch.where(keep, predicted, batch[:, :, book])
         for j, i in enumerate(active):

@@ -81,6 +81,8 @@ def speak(
     `voice_mode="fixed"` conditions every segment on `voice` (Suno's recipe) or, without one, on
     the first segment's own generation; `"chain"` conditions each segment on the one before.
     Segments that share a voice run in batches of `batch_size` (None: chosen from free memory).
+    Segment j gets the seed `seed + j` (`Speech.parts[j].seed`) and noise of its own, so the batch
+    size never changes the audio.
     `split=False` speaks one segment and cuts it at the token window, with a warning. `sampling`
     and its fields as keywords are Bark.generate_batch's.
     """
@@ -98,9 +100,10 @@ def speak(
     parts: list[Generation] = []
 
     def run(texts: list[str], voice_prompt: VoicePrompt | None) -> list[Generation]:
-        # One seed per call, derived from the run's seed, so a run repeats exactly.
-        made = bark.generate_batch(texts, voice=voice_prompt, seed=seed + len(parts), sampling=sampling,
-                                   truncate=True, progress=progress)
+        # Segment j has the seed `seed + j` and its own noise, so it is what `generate(segment,
+        # seed=seed + j)` makes alone in the same voice, whatever batch it runs in.
+        made = bark.generate_batch(texts, voice=voice_prompt, seeds=[seed + len(parts) + i for i in range(len(texts))],
+                                   sampling=sampling, truncate=True, progress=progress)
         parts.extend(made)
         if progress:
             progress("segments", len(parts), len(segments))

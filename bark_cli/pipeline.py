@@ -12,6 +12,7 @@ run is runtime.py's choice, the token loops are generation.py's, long texts long
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import time
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import checkpoint, generation, presets
+from . import checkpoint, decoding, generation, presets
 from .config import GenerationConfig, Progress, SamplingOptions
 from .errors import InputError
 from .models.quantize import quantize_int8
@@ -40,6 +41,19 @@ CPU_CHILDREN = {"semantic": ("input_embeds_layer",)}
 def fresh_seed() -> int:
     """A seed for a run the caller left unseeded; it is reported back, so the run can be repeated."""
     return random.SystemRandom().randrange(2**31)
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """The seed of one item's generator for one stage: the first 8 bytes of BLAKE2b over
+    "SEED/STAGE", as an unsigned integer. Each stage has its own stream, so how many draws an
+    earlier stage made (a batch keeps stepping items that are done) cannot shift a later one."""
+    digest = hashlib.blake2b(f"{int(seed)}/{stage}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def item_generators(seeds: Sequence[int], stage: str, device: torch.device) -> list[torch.Generator]:
+    """One generator per item for `stage`, each seeded with `stage_seed(item's seed, stage)`."""
+    return [torch.Generator(device).manual_seed(stage_seed(seed, stage)) for seed in seeds]
 
 
 @dataclass
@@ -94,6 +108,13 @@ class Bark:
         if not runtime.offload:
             for name in STAGE_MODELS.values():
                 getattr(weights, name).to(runtime.device)
+        # Under offload each sub-model's CPU copies are made (and pinned, on CUDA) once, here.
+        self.homes = {name: runtime.host_home(getattr(weights, name)) for name in STAGE_MODELS.values()
+                      if runtime.offload}
+        # The decode-step graphs (and the KV caches they point at) live as long as the model.
+        # Not under offload: each stage's upload puts the weights at new addresses, which a
+        # graph cannot follow, and a cache kept on the device would undo offload's saving.
+        self.graphs = decoding.GraphCache() if runtime.cuda_graphs and not runtime.offload else None
 
     @classmethod
     def load(cls, model: str | os.PathLike = checkpoint.DEFAULT_MODEL, *, device: str = "auto",
@@ -103,7 +124,8 @@ class Bark:
         """Find (or download) and load a model. Raises CheckpointError / DeviceError.
 
         `cuda_graphs` replays each semantic and coarse decode step as a captured CUDA graph
-        (decoding.GraphStep): far fewer kernel launches per token on a GPU.
+        (decoding.GraphStep): far fewer kernel launches per token on a GPU. The graphs are
+        captured once per stage, batch size and 128-position bucket and kept with the model.
 
         `quantize="int8"` stores the semantic and coarse weights as int8 (per-channel scales):
         their decode steps read a quarter of the bytes. It needs bfloat16 or float16
@@ -112,10 +134,13 @@ class Bark:
         # Every choice is checked before anything downloads.
         runtime = Runtime.choose(device, dtype, attention, offload, quantize, cuda_graphs)
         folder = checkpoint.resolve_model(model, revision=revision, progress=progress)
+        from . import suno  # Suno's original files carry no tokenizer: it finds one, before the weights load
+
+        tokenizer = load_tokenizer(suno.tokenizer_folder(folder, checkpoint.hub_snapshot))
         if progress:
             progress(f"loading {model}")
         weights = checkpoint.load_weights(folder, runtime.dtype)
-        return cls(weights, load_tokenizer(folder), runtime, folder=folder, model_id=str(model), revision=revision)
+        return cls(weights, tokenizer, runtime, folder=folder, model_id=str(model), revision=revision)
 
     @classmethod
     def from_weights(cls, weights: checkpoint.BarkWeights, tokenizer, *, device: str = "auto", dtype: str = "auto",
@@ -174,7 +199,8 @@ class Bark:
         under the chosen attention kernels. With `seconds`, its wall time lands in seconds[name]."""
         module = getattr(self.weights, STAGE_MODELS[name])
         start = time.perf_counter()
-        with self.runtime.attention_kernels(), self.runtime.on_device(module, CPU_CHILDREN.get(name, ())):
+        with self.runtime.attention_kernels(), self.runtime.on_device(module, CPU_CHILDREN.get(name, ()),
+                                                                        self.homes.get(STAGE_MODELS[name])):
             yield module
         if seconds is not None:
             self.runtime.sync()
@@ -186,36 +212,46 @@ class Bark:
 
     @torch.inference_mode()
     def generate_batch(self, texts: Sequence[str], *, voice: VoiceLike = None, seed: int | None = None,
-                       sampling: SamplingOptions | None = None, truncate: bool = False,
-                       allow_early_stop: bool = True, progress: Progress | None = None,
+                       seeds: Sequence[int] | None = None, sampling: SamplingOptions | None = None,
+                       truncate: bool = False, allow_early_stop: bool = True, progress: Progress | None = None,
                        **sampling_fields) -> list[Generation]:
         """Speak several texts with one voice, as one batch through every stage.
 
         `sampling`, or SamplingOptions' fields as keywords (`temperature=0` is greedy): see
-        config.SamplingOptions. `seed` makes sampling repeatable on the same device and dtype.
+        config.SamplingOptions. Every item has a seed of its own: `seeds`, one per text, or else
+        `seed + i` for item i (`seed` drawn at random when neither is given). An item's noise
+        comes from its own generators (`stage_seed`), so on the same device and dtype it is the
+        item `generate(text, seed=its seed)` makes alone, whatever else is in the batch.
         `allow_early_stop=False` holds EOS off, so exactly `max_semantic_tokens` are made.
         """
         if not texts:
             return []
+        if seeds is not None and len(seeds) != len(texts):
+            raise InputError(f"{len(seeds)} seeds for {len(texts)} texts", "give one seed per text")
         voice_prompt = self.resolve_voice(voice)
         tokenized = [self.tokenize(text, truncate) for text in texts]
         options = SamplingOptions.build(sampling, **sampling_fields)
-        cfg, stages, graphed = self.config, options.stages(self.config), self.runtime.cuda_graphs
-        seed = fresh_seed() if seed is None else seed
-        generator = torch.Generator(self.device).manual_seed(seed)
+        cfg, stages = self.config, options.stages(self.config)
+        graphed = self.graphs if self.graphs is not None else self.runtime.cuda_graphs
+        if seeds is None:
+            seed = fresh_seed() if seed is None else seed
+            seeds = [seed + i for i in range(len(texts))]
+        seeds = [int(s) for s in seeds]
+        generators = {stage: item_generators(seeds, stage, self.device) for stage in ("semantic", "coarse", "fine")}
         seconds: dict[str, float] = {}
 
         with self.stage("semantic", seconds) as model:
             semantic = generation.generate_semantic(
                 model, [ids for ids, _ in tokenized], voice_prompt, cfg, stages["semantic"],
                 min_eos_p=options.min_eos_p_for(cfg), max_new_tokens=options.max_tokens_for(cfg),
-                generator=generator, progress=progress, allow_early_stop=allow_early_stop, graphed=graphed)
+                generator=generators["semantic"], progress=progress, allow_early_stop=allow_early_stop,
+                graphed=graphed)
         with self.stage("coarse", seconds) as model:
             coarse = generation.generate_coarse(model, semantic, voice_prompt, cfg, stages["coarse"],
-                                                generator=generator, progress=progress, graphed=graphed)
+                                                generator=generators["coarse"], progress=progress, graphed=graphed)
         with self.stage("fine", seconds) as model:
             fine = generation.generate_fine(model, coarse, voice_prompt, cfg, stages["fine"],
-                                            generator=generator, progress=progress)
+                                            generator=generators["fine"], progress=progress)
         with self.stage("decode", seconds):
             audio = []
             for codes in fine:
@@ -226,7 +262,7 @@ class Bark:
         return [
             # Items of one batch share one timing dict: the batch's time, not each item's.
             Generation(audio=audio[i], sample_rate=self.sample_rate, semantic_tokens=semantic[i].astype(np.int64),
-                       coarse_tokens=coarse[i].astype(np.int64), fine_tokens=fine[i].astype(np.int64), seed=seed,
+                       coarse_tokens=coarse[i].astype(np.int64), fine_tokens=fine[i].astype(np.int64), seed=seeds[i],
                        seconds=seconds, warnings=list(tokenized[i][1]))
             for i in range(len(texts))
         ]

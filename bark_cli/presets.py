@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import sys
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +33,12 @@ from .config import GenerationConfig
 from .errors import OutputError, PresetError
 
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
+# The longest voice read: Bark conditions on at most 256 semantic tokens and 630 coarse / 512
+# fine frames, and a saved generation holds at most 768 tokens (about 1150 frames). Checked from
+# the .npy header before any array data is read, so a huge or hostile file costs nothing.
+MAX_PROMPT_TOKENS = 4096
+MAX_PROMPT_FRAMES = 4096
+_ROWS = {"semantic_prompt": None, "coarse_prompt": "n_coarse_codebooks", "fine_prompt": "n_fine_codebooks"}
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,6 @@ def validate_voice(
             f"{source} lacks {', '.join(missing)}",
             f"a voice needs the arrays {', '.join(PROMPT_KEYS)}",
         )
-    expected_rows = {
-        "semantic_prompt": None,
-        "coarse_prompt": config.n_coarse_codebooks,
-        "fine_prompt": config.n_fine_codebooks,
-    }
     upper = {
         "semantic_prompt": config.semantic_vocab_size,
         "coarse_prompt": config.codebook_size,
@@ -67,20 +71,13 @@ def validate_voice(
     }
     out: dict[str, np.ndarray] = {}
     for key in PROMPT_KEYS:
-        value = np.asarray(arrays[key])
-        if not (np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_):
-            raise PresetError(
-                f"{source}: {key} has dtype {value.dtype}", "voice arrays must hold integers"
-            )
-        rows = expected_rows[key]
-        if rows is None and value.ndim != 1:
-            raise PresetError(
-                f"{source}: {key} has shape {value.shape}", f"{key} must be 1-D, (S,)"
-            )
-        if rows is not None and (value.ndim != 2 or value.shape[0] != rows):
-            raise PresetError(
-                f"{source}: {key} has shape {value.shape}", f"{key} must be ({rows}, T)"
-            )
+        value = arrays[key]
+        if not isinstance(value, np.ndarray):
+            try:
+                value = np.asarray(value)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise PresetError(f"{source}: {key} is not an array ({exc})", "voice arrays must hold integers") from None
+        check_prompt_header(key, value.shape, value.dtype, source, config)
         if value.size == 0:
             raise PresetError(f"{source}: {key} is empty", "a voice needs at least one frame")
         low, high = int(value.min()), int(value.max())
@@ -99,6 +96,46 @@ def validate_voice(
     return VoicePrompt(**out)
 
 
+def check_prompt_header(key: str, shape: tuple[int, ...], dtype: np.dtype, source: str,
+                        config: GenerationConfig | None = None) -> None:
+    """Refuse a voice array by what its header says (dtype, rank, size), before it is read."""
+    config = config or GenerationConfig()
+    if not (dtype.kind in "iu" or dtype == np.bool_) or dtype.fields is not None:
+        raise PresetError(f"{source}: {key} has dtype {dtype}", "voice arrays must hold integers")
+    rows = getattr(config, _ROWS[key]) if _ROWS[key] else None
+    if rows is None and len(shape) != 1:
+        raise PresetError(f"{source}: {key} has shape {tuple(shape)}", f"{key} must be 1-D, (S,)")
+    if rows is not None and (len(shape) != 2 or shape[0] != rows):
+        raise PresetError(f"{source}: {key} has shape {tuple(shape)}", f"{key} must be ({rows}, T)")
+    length, limit = shape[-1], MAX_PROMPT_TOKENS if rows is None else MAX_PROMPT_FRAMES
+    if length > limit:
+        unit = "tokens" if rows is None else "frames"
+        raise PresetError(f"{source}: {key} holds {length} {unit}, more than the {limit} a voice may have",
+                          "Bark conditions on the last few hundred; trim the voice")
+
+
+def _read_npy(handle, key: str, source: str, config: GenerationConfig | None) -> np.ndarray:
+    """One .npy array from an open binary stream, its header checked before its data is read."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"unsupported .npy version {version}")
+    try:
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = read(handle)
+    except (SyntaxError, TypeError, KeyError, RecursionError, MemoryError, tokenize.TokenError) as exc:
+        # numpy parses the header dictionary with Python's tokenizer: a mangled one raises these.
+        raise ValueError(f"{key} has a broken .npy header ({type(exc).__name__})") from None
+    check_prompt_header(key, shape, dtype, source, config)
+    count = math.prod(shape)
+    data = handle.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise ValueError(f"{key} is cut short")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
 def load_voice_file(path: str | os.PathLike) -> VoicePrompt:
     """Read and validate a voice `.npz`."""
     path = Path(path)
@@ -109,10 +146,20 @@ def load_voice_file(path: str | os.PathLike) -> VoicePrompt:
     if not zipfile.is_zipfile(path):
         raise PresetError(f"voice file {path} is not a .npz archive",
                           "give a .npz written by numpy.savez with semantic_prompt, coarse_prompt, fine_prompt")
+    arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            for key in PROMPT_KEYS:  # other members are never read
+                if key in members:
+                    with archive.open(members[key]) as handle:
+                        arrays[key] = _read_npy(handle, key, str(path), None)
+    except PresetError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
+            RuntimeError, zlib.error, KeyError, SyntaxError, TypeError) as exc:
+        # Corrupt archives raise many types: bad headers (ValueError, SyntaxError), broken
+        # compression (zlib.error), unsupported or encrypted members (NotImplementedError, RuntimeError).
         raise PresetError(
             f"cannot read voice file {path}: {exc}", "give a .npz written by numpy.savez"
         ) from None
@@ -310,8 +357,11 @@ def _read_preset(name: str, files: Mapping[str, Path]) -> VoicePrompt:
     arrays = {}
     for key, path in files.items():
         try:
-            arrays[key] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+            with open(path, "rb") as handle:
+                arrays[key] = _read_npy(handle, key, f"voice {name}", None)
+        except PresetError:
+            raise
+        except (OSError, ValueError, EOFError, SyntaxError, TypeError) as exc:
             raise PresetError(f"cannot read voice file {path}: {exc}", "re-download the model") from None
     return validate_voice(arrays, source=f"voice {name}")
 
@@ -425,3 +475,53 @@ def _suggest(name: str, known: list[str], tail: str = "") -> str:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
     hint = f"did you mean {close[0]}? " if close else ""
     return hint + "see `bark presets list`" + (f", {tail}" if tail else "")
+
+
+# --- importing Suno-format voices -------------------------------------------------------------
+
+IMPORT_PREFIX = "suno"
+
+
+def import_voices(source: str | os.PathLike, prefix: str = IMPORT_PREFIX,
+                  overwrite: bool = False) -> list[tuple[str, Path]]:
+    """Copy Suno-format voices into the user's voices folder: one `.npz`, or every `.npz` under a
+    folder (Suno's bark/assets/prompts, a model folder's speaker_embeddings/). Each name is the
+    file's path under the folder, parts joined by dots after `prefix`: v2/en_speaker_6.npz becomes
+    `suno.v2.en_speaker_6`. Suno's preset names hold no dot, so an import never shadows one.
+
+    Every file is read and validated before anything is written; returns (name, path) pairs.
+    """
+    source = Path(source).expanduser()
+    if source.is_dir():
+        files = sorted(source.rglob("*.npz"))
+        if not files:
+            raise PresetError(f"{source} holds no .npz voices", "give a voice .npz or a folder of them")
+        parts = [f.relative_to(source).with_suffix("").parts for f in files]
+    elif source.is_file():
+        files, parts = [source], [(source.stem,)]
+    else:
+        raise PresetError(f"{source} does not exist", "give a voice .npz or a folder of them")
+    if not _USER_NAME.fullmatch(prefix):
+        raise PresetError(f"{prefix!r} is not a usable prefix", "use letters, digits, '_', '.' or '-'")
+    voices: dict[str, tuple[Path, VoicePrompt]] = {}
+    for file, pieces in zip(files, parts):
+        name = ".".join((prefix, *pieces))
+        if not _USER_NAME.fullmatch(name):
+            raise PresetError(f"{file} would be named {name!r}, not a usable voice name",
+                              "rename the file: letters, digits, '_', '.' or '-', at most 64 in all")
+        if name in voices:
+            raise PresetError(f"{file} and {voices[name][0]} would both be named {name}", "rename one of them")
+        voices[name] = (file, load_voice_file(file))
+    folder = user_voices_dir()
+    taken = [name for name in voices if (folder / f"{name}.npz").exists()]
+    if taken and not overwrite:
+        raise PresetError(f"you already have a voice named {taken[0]} ({len(taken)} of {len(voices)} taken)",
+                          "pass --overwrite to replace them, or pick another --prefix")
+    written = []
+    for name, (_, voice) in voices.items():
+        try:
+            written.append((name, save_voice(voice, folder / f"{name}.npz")))
+        except OSError as exc:
+            raise OutputError(f"cannot write {folder / name}.npz: {exc.strerror or exc}",
+                              f"check {VOICES_DIR_ENV} or the folder's permissions") from None
+    return written

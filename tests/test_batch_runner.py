@@ -128,3 +128,173 @@ def test_seeded_items_run_alone(tmp_path):
     items = plan_outputs(read_items([str(tmp_path / "in.jsonl")]), tmp_path / "out")
     run_batch(speak_group, items, group_key=lambda i: None if i.seed is not None else ("voice", i.voice), batch_size=8)
     assert groups == [["a"], ["b"], ["c", "d"]]
+
+
+# --- planning: collisions --------------------------------------------------------------------
+
+
+def test_two_items_with_one_output_refuse_the_plan(tmp_path):
+    (tmp_path / "lines.txt").write_text("a\nb\nc\n")
+    (tmp_path / "more.jsonl").write_text('{"text": "d", "output": "./sub/../00001.wav"}\n')
+    out = tmp_path / "out"
+    items = read_items([str(tmp_path / "lines.txt"), str(tmp_path / "more.jsonl")])
+    with pytest.raises(InputError) as caught:
+        plan_outputs(items, out)
+    message = str(caught.value)
+    # lines.txt line 2 is item 1 -> 00001.wav; the JSONL line resolves to the same file.
+    assert f"{tmp_path / 'lines.txt'}:2 and {tmp_path / 'more.jsonl'}:1 -> {out / '00001.wav'}" in message
+    assert not out.exists()  # planning writes nothing
+
+
+def test_a_template_without_index_collides_on_every_line(tmp_path):
+    (tmp_path / "lines.txt").write_text("a\nb\nc\nd\ne\n")
+    with pytest.raises(InputError, match=r"lines.txt:1 and .*lines.txt:2 -> .*same.wav.*\(and 1 more\)"):
+        plan_outputs(read_items([str(tmp_path / "lines.txt")]), tmp_path / "out", "same.wav")
+
+
+def test_names_differing_in_case_collide_only_on_a_case_insensitive_folder(tmp_path):
+    from bark_cli.batch import case_insensitive
+
+    (tmp_path / "in.jsonl").write_text('{"text": "a", "output": "Hello.wav"}\n{"text": "b", "output": "hello.wav"}\n')
+    items = read_items([str(tmp_path / "in.jsonl")])
+    # The oracle: does this file system find a file under another case of its name?
+    (tmp_path / "Probe.txt").write_text("x")
+    folds = (tmp_path / "probe.txt").exists()
+    assert case_insensitive(tmp_path / "out" / "deeper") == folds  # probes the nearest existing parent
+    if folds:
+        with pytest.raises(InputError, match="two items write one file"):
+            plan_outputs(items, tmp_path / "out")
+    else:
+        planned = plan_outputs(items, tmp_path / "out")
+        assert planned[0].output != planned[1].output
+    assert not list(tmp_path.glob(".bark-Case-Probe-*"))  # the probe cleans up
+
+
+# --- planning: the template language ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("template,expected", [
+    ("{index}.wav", "7.wav"),
+    ("{index:05d}.wav", "00007.wav"),
+    ("{index:012d}.wav", "000000000007.wav"),
+    ("{stem}-{line:03d}.flac", "book-008.flac"),
+    ("{{x}}{index}.wav", "{x}7.wav"),
+    ("{stem}/{index:2d}.wav", None),
+])
+def test_template_language(template, expected):
+    from bark_cli.batch import Template
+
+    if expected is None:
+        with pytest.raises(InputError, match="bad output template"):
+            Template(template)
+        return
+    assert Template(template).render(7, 8, "book") == expected
+
+
+@pytest.mark.parametrize("template", [
+    "{index.__class__}.wav", "{stem[0]}.wav", "{index:>5}.wav", "{index:013d}.wav", "{index:00d}.wav",
+    "{stem:05d}.wav", "{index!r}.wav", "{}.wav", "{0}.wav", "{nope}.wav", "x{.wav", "x}.wav", "{index:05x}.wav",
+    "{index:{line}}.wav",
+])
+def test_template_refuses_everything_outside_the_language(tmp_path, template):
+    (tmp_path / "in.txt").write_text("a\n")
+    with pytest.raises(InputError, match="bad output template") as caught:
+        plan_outputs(read_items([str(tmp_path / "in.txt")]), tmp_path / "out", template)
+    assert "{index:05d}" in caught.value.hint
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_claims_keep_a_live_runs_items_and_take_over_a_dead_ones(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from bark_cli.batch import claim_path
+
+    (tmp_path / "in.txt").write_text("one\ntwo\nthree\n")
+    out = tmp_path / "out"
+    items = plan_outputs(read_items([str(tmp_path / "in.txt")]), out)
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim_path(items[0].output).write_text(f"{live.pid} {socket.gethostname()}")
+        claim_path(items[1].output).write_text(f"{_dead_pid()} {socket.gethostname()}")
+        spoken = []
+
+        def speak_group(group):
+            spoken.extend(i.text for i in group)
+            assert all(claim_path(i.output).read_text().startswith(f"{os.getpid()} ") for i in group)
+            return [(tone_for(i), 0) for i in group]
+
+        summary = run_batch(speak_group, items, group_key=lambda i: "v", batch_size=8)
+    finally:
+        live.kill()
+        live.wait()
+    assert [o.status for o in summary.outcomes] == ["claimed", "done", "done"]
+    assert spoken == ["two", "three"]
+    assert not items[0].output.exists() and items[1].output.exists()
+    assert claim_path(items[0].output).exists()  # the live run's claim is left alone
+    assert not claim_path(items[1].output).exists() and not claim_path(items[2].output).exists()
+    assert summary.failed == 0
+
+
+def test_claims_are_released_when_an_item_fails(tmp_path):
+    from bark_cli.batch import claim_path
+
+    (tmp_path / "in.txt").write_text("ok\nboom\n")
+    items = plan_outputs(read_items([str(tmp_path / "in.txt")]), tmp_path / "out")
+
+    def speak_group(group):
+        if any(i.text == "boom" for i in group):
+            raise RuntimeError("no")
+        return [(tone_for(i), 0) for i in group]
+
+    summary = run_batch(speak_group, items, group_key=lambda i: "v", batch_size=2)
+    assert [o.status for o in summary.outcomes] == ["done", "failed"]
+    assert not list((tmp_path / "out").glob(".*.claim"))
+    assert not claim_path(items[1].output).exists()
+
+
+def test_concurrent_runs_generate_each_item_once(tmp_path):
+    import threading
+    import time
+
+    (tmp_path / "in.txt").write_text("\n".join(f"item {i}" for i in range(12)) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    spoken: list[str] = []
+    lock = threading.Lock()
+
+    def speak_group(group):
+        time.sleep(0.01)  # long enough for the runs to interleave
+        with lock:
+            spoken.extend(i.text for i in group)
+        return [(tone_for(i), 0) for i in group]
+
+    summaries = []
+
+    def one_run():
+        items = plan_outputs(read_items([str(tmp_path / "in.txt")]), out)
+        summaries.append(run_batch(speak_group, items, group_key=lambda i: "v", batch_size=2))
+
+    runs = [threading.Thread(target=one_run) for _ in range(3)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert sorted(spoken) == sorted(f"item {i}" for i in range(12))  # each exactly once
+    assert len(list(out.glob("*.wav"))) == 12 and not list(out.glob(".*.claim"))
+    statuses = [o.status for s in summaries for o in s.outcomes]
+    assert statuses.count("done") == 12 and set(statuses) <= {"done", "claimed", "skipped"}

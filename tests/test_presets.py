@@ -178,3 +178,79 @@ def test_saved_voice_round_trips(tmp_path):
     for key in presets.PROMPT_KEYS:
         np.testing.assert_array_equal(getattr(again, key), getattr(voice, key))
     assert saved.stat().st_mode & 0o044  # readable like any file, not mkstemp's 0600
+
+
+# --- sizes are checked from the .npy header, before any data is read ---------------------------
+
+
+def _npz_with_header(path: Path, key: str, header: dict, data: bytes = b"") -> Path:
+    """A voice .npz whose `key` member has a hand-made header over `data` (the other two are fine)."""
+    import io
+    import zipfile
+
+    good = {"semantic_prompt": np.arange(10, dtype=np.int64), "coarse_prompt": np.zeros((2, 6), np.int64),
+            "fine_prompt": np.zeros((8, 6), np.int64)}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in good.items():
+            member = io.BytesIO()
+            if name == key:
+                np.lib.format.write_array_header_1_0(member, header)
+                member.write(data)
+            else:
+                np.save(member, array)
+            archive.writestr(f"{name}.npy", member.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("key,header,message", [
+    ("semantic_prompt", {"descr": "<i8", "fortran_order": False, "shape": (2**40,)}, "more than the 4096"),
+    ("semantic_prompt", {"descr": "<i8", "fortran_order": False, "shape": (presets.MAX_PROMPT_TOKENS + 1,)},
+     "more than the 4096"),
+    ("coarse_prompt", {"descr": "<i8", "fortran_order": False, "shape": (2, 10**9)}, "frames, more than"),
+    ("fine_prompt", {"descr": "<i8", "fortran_order": False, "shape": (8, 4, 4)}, "has shape (8, 4, 4)"),
+    ("coarse_prompt", {"descr": "<f4", "fortran_order": False, "shape": (2, 6)}, "has dtype float32"),
+    ("semantic_prompt", {"descr": "<U3", "fortran_order": False, "shape": (3,)}, "has dtype <U3"),
+])
+def test_voice_sizes_and_types_are_refused_from_the_header(tmp_path, key, header, message):
+    # The member holds 8 bytes of data whatever its header claims: a refusal from the header is
+    # the only way to name the size (reading would fail as "cut short" instead).
+    path = _npz_with_header(tmp_path / "v.npz", key, header, b"\x00" * 8)
+    with pytest.raises(PresetError) as caught:
+        presets.load_voice_file(path)
+    assert message in caught.value.message and key in caught.value.message
+
+
+def test_a_voice_at_the_limit_loads_and_a_cut_one_is_refused(tmp_path):
+    limit = presets.MAX_PROMPT_TOKENS
+    path = _npz_with_header(tmp_path / "big.npz", "semantic_prompt",
+                            {"descr": "<i2", "fortran_order": False, "shape": (limit,)},
+                            np.full(limit, 9, np.int16).tobytes())
+    voice = presets.load_voice_file(path)
+    assert voice.semantic_prompt.shape == (limit,) and voice.semantic_prompt.dtype == np.int64
+    assert set(voice.semantic_prompt.tolist()) == {9}
+    cut = _npz_with_header(tmp_path / "cut.npz", "semantic_prompt",
+                           {"descr": "<i2", "fortran_order": False, "shape": (100,)}, b"\x01\x00" * 10)
+    with pytest.raises(PresetError, match="cut short"):
+        presets.load_voice_file(cut)
+
+
+def test_fortran_ordered_voice_arrays_read_as_numpy_does(tmp_path):
+    coarse = np.asfortranarray(np.arange(12, dtype=np.int64).reshape(2, 6))
+    np.savez(tmp_path / "f.npz", semantic_prompt=np.arange(4), coarse_prompt=coarse,
+             fine_prompt=np.asfortranarray(np.arange(48, dtype=np.int64).reshape(8, 6) % 1024))
+    voice = presets.load_voice_file(tmp_path / "f.npz")
+    with np.load(tmp_path / "f.npz") as data:  # numpy's own reader is the oracle
+        for key in presets.PROMPT_KEYS:
+            np.testing.assert_array_equal(getattr(voice, key), data[key])
+
+
+def test_a_preset_npy_is_checked_from_its_header(tiny_checkpoint, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    rel = presets.read_voice_map(folder)["v2/en_speaker_0"]["semantic_prompt"]
+    with open(folder / rel, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<i8", "fortran_order": False, "shape": (10**8,)})
+    with pytest.raises(PresetError, match="more than the 4096"):
+        presets.resolve_voice("v2/en_speaker_0", model_folder=folder)

@@ -36,7 +36,8 @@ def batch(
         "--output-dir", "-d", help="Folder for the audio files (created if missing).", file_okay=False,
         rich_help_panel=OUTPUT, show_default=False)],
     template: Annotated[str, typer.Option(
-        help="File name of an item without an output of its own: {index}, {stem} (input file name), {line}.",
+        help="File name of an item without an output of its own: {index}, {line}, {stem} (input file name); "
+             "numbers may be zero-padded, {index:05d}.",
         rich_help_panel=OUTPUT)] = runner.DEFAULT_TEMPLATE,
     whole_file: Annotated[bool, typer.Option(
         "--whole-file", help="Each text file is one long item (split into segments), not one item per line.")] = False,
@@ -72,7 +73,12 @@ def batch(
     failed, 2 for bad usage.
 
     JSONL lines are objects {"text": ..., "output": ..., "voice": ..., "seed": ...}; only text is
-    required, and output is relative to --output-dir, which it may not leave.
+    required, and output is relative to --output-dir, which it may not leave. Two items that would
+    write one file stop the run before it starts (exit 2).
+
+    Item i gets the seed S + i (S is --seed, or drawn at random), or its own JSONL seed; the report
+    gives each item's seed, and `bark say TEXT --seed SEED` with the same voice, model, device and
+    dtype makes that item again.
     """
     out = Output(quiet)
     shard_k_n = runner.parse_shard(shard)
@@ -83,13 +89,18 @@ def batch(
     items = runner.read_items(inputs, whole_file=whole_file, jsonl=jsonl, stdin=sys.stdin)
     if not items:
         raise InputError("the inputs hold no text", "give files with at least one non-empty line")
+    # Every output is planned (and collisions refused) before anything is created or generated.
+    items = runner.select_shard(runner.plan_outputs(items, output_dir, template), shard_k_n)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}", "pick a folder you can write to") from None
-    items = runner.select_shard(runner.plan_outputs(items, output_dir, template), shard_k_n)
 
     from .. import longform
+    from ..pipeline import fresh_seed
+
+    # Item i gets the seed S + i (S: --seed, or one drawn now and reported per item).
+    runner.assign_seeds(items, fresh_seed() if seed is None else seed)
 
     bark, _ = load_model(out, model, revision, hardware)
     voices: dict[str | None, object] = {}
@@ -104,24 +115,19 @@ def batch(
         return len(longform.plan_text(bark, item.text)) == 1
 
     def group_key(item: runner.Item):
-        # Items with a seed of their own run alone so that the seed means what it says; long
-        # items run alone too (their segments form their own batches).
-        if item.seed is not None or not one_segment(item):
+        # Every item draws from its own seeded generators, so items of one voice batch together
+        # and each still sounds as it would alone; long items run alone (their segments batch).
+        if not one_segment(item):
             return None
         return ("voice", item.voice or voice)
-
-    def item_seed(item: runner.Item) -> int | None:
-        if item.seed is not None:
-            return item.seed
-        return None if seed is None else seed + item.index
 
     def speak_group(group: list[runner.Item]):
         prompt = voice_of(group[0])
         if len(group) == 1:
             speech = longform.speak(bark, group[0].text, voice=prompt, gap=gap, batch_size=size,
-                                    seed=item_seed(group[0]), sampling=sampling, progress=stage_progress)
+                                    seed=group[0].seed, sampling=sampling, progress=stage_progress)
             return [(speech, speech.seed)]
-        made = bark.generate_batch([item.text for item in group], voice=prompt, seed=item_seed(group[0]),
+        made = bark.generate_batch([item.text for item in group], voice=prompt, seeds=[item.seed for item in group],
                                    sampling=sampling, progress=stage_progress)
         return [(generation, generation.seed) for generation in made]
 
@@ -146,7 +152,8 @@ def batch(
         group_size = size or bark.runtime.auto_batch_size(bark.weights.config)
         summary = runner.run_batch(speak_group, items, group_key=group_key, batch_size=group_size,
                                    overwrite=overwrite, subtype=subtype_name, report=report_file, on_item=on_item)
-    out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.failed} failed "
+    claimed = f", {summary.count('claimed')} left to another run" if summary.count("claimed") else ""
+    out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped{claimed}, {summary.failed} failed "
              f"of {len(items)} item(s) in {output_dir}")
     if summary.failed:
         raise typer.Exit(1)
