@@ -362,6 +362,9 @@ def model_info(bark: Bark, options: BenchOptions) -> dict[str, Any]:
         "quantize": bark.runtime.quantize,
         "cuda_graphs": bark.runtime.cuda_graphs,
         "offload": bark.runtime.offload,  # off on the CPU, where there is nothing to offload to
+        "attention": bark.runtime.attention,
+        # The SDPA kernel PyTorch picks for the GPT stages' shapes (theirs are the same).
+        "sdpa_backends": bark.runtime.sdpa_backends(c.semantic, options.batch_size),
     }
 
 
@@ -782,6 +785,10 @@ def header_lines(report: BenchReport, title: str = "bark bench") -> list[str]:
              + f", {where}, batch {o.batch_size}",
              f"  {env['device_name']}; torch {env['torch']}"
              + (f", transformers {env['transformers']}" if env.get("transformers") else "")]
+    if m.get("sdpa_backends"):
+        kernels = m["sdpa_backends"]
+        lines.append(f"  attention {m['attention']}: SDPA kernel {kernels['prefill']} for the prefill, "
+                     f"{kernels['step']} for a decode step")
     if report.bandwidth:
         bw = report.bandwidth
         lines.append(f"  memory bandwidth: copy {bw.copy_bytes_per_s / 1e9:.1f} GB/s (bytes read), "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA tests and figures in one run, for a machine with a GPU:
+# The CUDA tests and every GPU figure the README gives, in one run, for a machine with a GPU:
 #
 #     BARK_SHARED=/path/to/shared bash bench/cuda.sh      # logs and JSON under $OUT, else bench-cuda/
 #
@@ -8,7 +8,13 @@
 # tokenizers, typer, rich, safetensors, huggingface_hub, soundfile and pytest. BARK_SHARED names
 # the reference data the tests read (../shared beside a checkout; carry a copy to a machine the
 # checkout travels to alone). Every step runs even if one before it failed; the exit code is
-# the number of failed steps. Each figure's JSON report lands beside the log.
+# the number of failed steps. A test step whose tests all skipped counts as failed: on a GPU
+# machine that means the GPU went unseen. Each figure's JSON report lands beside the log.
+#
+# Figures (bark, the large size, random weights, float16): one utterance of 100 semantic tokens
+# eager, with CUDA graphs, with offload, with offload and graphs; a batch of 16 at 150 tokens
+# with graphs against transformers generating the same batch in one call, and bark-cli's eager
+# batch of 16 beside them; the peak GPU memory of each.
 set -u
 cd "$(dirname "$0")/.."
 out=${OUT:-bench-cuda}
@@ -23,17 +29,45 @@ step() {
     [ "${PIPESTATUS[0]}" -eq 0 ] || failed=$((failed + 1))
 }
 
-# summary FILE: one line per implementation and token count of a JSON report.
+# tests NAME FILES...: pytest on FILES; failed if pytest fails, collects nothing (exit 5) or
+# skips every test it collected.
+tests() {
+    local name=$1
+    shift
+    echo "== pytest $*" | tee -a "$out/log.txt"
+    "$py" -m pytest -q -rs -p no:cacheprovider --junitxml="$out/$name.xml" "$@" 2>&1 | tee -a "$out/log.txt"
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then
+        "$py" - "$out/$name.xml" 2>&1 <<'EOF' | tee -a "$out/log.txt"
+import sys
+import xml.etree.ElementTree as ET
+tests = skipped = 0
+for suite in ET.parse(sys.argv[1]).getroot().iter("testsuite"):
+    tests += int(suite.get("tests", 0))
+    skipped += int(suite.get("skipped", 0))
+print(f"{tests} collected, {skipped} skipped")
+sys.exit(1 if tests == 0 or skipped == tests else 0)
+EOF
+        [ "${PIPESTATUS[0]}" -eq 0 ] || rc="0, but every test skipped"
+    fi
+    [ "$rc" = 0 ] || { echo "step failed: $name (pytest exit $rc)" | tee -a "$out/log.txt"; failed=$((failed + 1)); }
+}
+
+# summary FILE: the SDPA kernels, then one line per implementation and token count of a JSON report.
 summary() {
     "$py" - "$1" <<'EOF'
 import json, sys
-for result in json.load(open(sys.argv[1]))["results"]:
+report = json.load(open(sys.argv[1]))
+kernels = report.get("model", {}).get("sdpa_backends")
+if kernels:
+    print(f"  SDPA kernel: prefill {kernels['prefill']}, decode step {kernels['step']}")
+for result in report["results"]:
     for side in ("bark_cli", "transformers"):
         run = result.get(side)
         if run:
             cuda = (run["cuda_peak_bytes"] or 0) / 2**30
-            print(f"  {side}: {result['tokens']} tokens x {run['batch_size']}: {run['seconds']['total']:.2f} s, "
-                  f"RTF {run['real_time_factor']:.3f}, CUDA peak {cuda:.2f} GiB")
+            print(f"  {side} ({run['dtype']}): {result['tokens']} tokens x {run['batch_size']}: "
+                  f"{run['seconds']['total']:.2f} s, RTF {run['real_time_factor']:.3f}, CUDA peak {cuda:.2f} GiB")
 EOF
 }
 
@@ -45,22 +79,26 @@ report() {
     if "$@" --json > "$out/$name.json" 2>> "$out/log.txt"; then
         summary "$out/$name.json" 2>&1 | tee -a "$out/log.txt"
     else
+        echo "step failed: $name" | tee -a "$out/log.txt"
         failed=$((failed + 1))
     fi
 }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$out/log.txt"
-# The CUDA tests, and the CPU-side device tests beside them.
-step "$py" -m pytest -q -rs tests/test_cuda.py tests/test_devices.py
-# bark (large), float16, one utterance of 100 semantic tokens (2 s of audio): eager, with CUDA
-# graphs, and with offload (the peak GPU memory).
-bench="$py -m bark_cli bench --config bark --device cuda --dtype float16"
+nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>&1 | tee -a "$out/log.txt"
+# The CUDA tests (all skipped = the GPU went unseen = failed), then the CPU-side device and
+# graph tests beside them.
+tests cuda tests/test_cuda.py
+tests devices tests/test_devices.py tests/test_graphs.py
+# bark (large), float16, one utterance of 100 semantic tokens (2 s of audio).
+bench="$py -m bark_cli bench --config bark --device cuda --dtype float16 --quiet"
 report bark-fp16 $bench --tokens 100
 report bark-fp16-graphs $bench --tokens 100 --cuda-graphs
 report bark-fp16-offload $bench --tokens 100 --offload
 report bark-fp16-offload-graphs $bench --tokens 100 --offload --cuda-graphs
-# Batch 16 against transformers generating the same batch in one call, float16 both.
+# Batch 16: bark-cli eager, then bark-cli with graphs against transformers generating the same
+# batch in one call, float16 both.
+report bark-fp16-batch16-eager $bench --tokens 150 --batch-size 16 --decode-steps 0
 report bark-fp16-batch16 "$py" bench/compare.py --config bark --device cuda --dtype float16 --tokens 150 \
-    --batch-size 16 --cuda-graphs --transformers-batched
+    --batch-size 16 --cuda-graphs --transformers-batched --decode-steps 0 --quiet
 echo "failed steps: $failed" | tee -a "$out/log.txt"
 exit "$failed"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from bark_cli import Bark
 from bark_cli.errors import DeviceError
-from bark_cli.runtime import Runtime, check_attention, pick_device, pick_dtype
+from bark_cli.runtime import HostHome, Runtime, check_attention, native_bfloat16, pick_device, pick_dtype
 
 
 def test_auto_picks_what_the_machine_has():
@@ -39,14 +41,84 @@ def test_unknown_devices(name, message):
         pick_device(name)
 
 
-def test_flash_attention_needs_cuda_and_half_precision():
+def fake_gpu(monkeypatch, capability=(9, 0), bf16_argument=True):
+    """CUDA queries answered as a machine with one GPU of `capability` answers them; a PyTorch
+    without is_bf16_supported's `including_emulation` argument where `bf16_argument` is off."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    if bf16_argument:
+        # PyTorch's answer: emulated bfloat16 counts unless including_emulation is off
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                            lambda including_emulation=True: including_emulation or capability >= (8, 0))
+    else:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+
+
+def test_flash_attention_needs_cuda_and_half_precision(monkeypatch):
     with pytest.raises(DeviceError, match="flash attention needs a CUDA device"):
         check_attention("flash", torch.device("cpu"), torch.float16)
     with pytest.raises(DeviceError, match="flash attention needs a CUDA device"):
         check_attention("flash", torch.device("cuda"), torch.float32)
-    assert check_attention("flash", torch.device("cuda"), torch.bfloat16) == "flash"
     with pytest.raises(DeviceError, match="unknown attention"):
         check_attention("xformers", torch.device("cpu"), torch.float32)
+    fake_gpu(monkeypatch, (8, 0))
+    assert check_attention("flash", torch.device("cuda"), torch.bfloat16) == "flash"
+    assert check_attention("flash", torch.device("cuda:1"), torch.float16) == "flash"
+
+
+@pytest.mark.parametrize("capability", [(7, 5), (7, 0)])
+def test_flash_attention_needs_sm80(monkeypatch, capability):
+    fake_gpu(monkeypatch, capability)
+    has = f"{capability[0]}.{capability[1]}"
+    with pytest.raises(DeviceError, match=f"compute capability 8.0 or later; this GPU has {has}"):
+        check_attention("flash", torch.device("cuda"), torch.float16)
+    assert check_attention("sdpa", torch.device("cuda"), torch.float16) == "sdpa"
+
+
+@pytest.mark.parametrize("bf16_argument", [True, False])
+def test_bfloat16_only_where_the_gpu_has_it_natively(monkeypatch, bf16_argument):
+    """A Turing GPU emulates bfloat16 (PyTorch's plain is_bf16_supported says yes): refused; an
+    Ampere or later GPU runs it. Without the including_emulation argument the capability decides."""
+    fake_gpu(monkeypatch, (7, 5), bf16_argument)
+    with pytest.raises(DeviceError, match="no native bfloat16"):
+        pick_dtype("bfloat16", torch.device("cuda"))
+    with pytest.raises(DeviceError, match="no native bfloat16"):
+        Runtime.choose("cuda:1", "bfloat16")
+    assert pick_dtype("float16", torch.device("cuda")) == torch.float16
+    fake_gpu(monkeypatch, (8, 0), bf16_argument)
+    assert pick_dtype("bfloat16", torch.device("cuda")) == torch.bfloat16
+    assert Runtime.choose("cuda:1", "bfloat16").dtype == torch.bfloat16
+
+
+def test_bfloat16_on_another_gpu_asks_that_gpu(monkeypatch):
+    """cuda:1 is not the current device: its own capability decides, not the current one's."""
+    fake_gpu(monkeypatch, (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: (7, 5) if torch.device(device).index == 1 else (9, 0))
+    assert native_bfloat16(torch.device("cuda:0"))
+    assert not native_bfloat16(torch.device("cuda:1"))
+
+
+def test_int8_is_refused_on_cuda(monkeypatch):
+    fake_gpu(monkeypatch)
+    with pytest.raises(DeviceError, match="int8 weights are a CPU path") as error:
+        Runtime.choose("cuda", quantize="int8")
+    assert error.value.hint == "use --dtype float16 on a GPU"
+    assert Runtime.choose("cuda", "float16").dtype == torch.float16
+
+
+@pytest.mark.parametrize("attention,expected", [("math", "math"), ("auto", None), ("sdpa", None)])
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_the_sdpa_backend_is_reported(bark, attention, expected, cuda_graphs):
+    """The kernel PyTorch picks for the prefill and the decode step: `math` when only math is
+    allowed, one of PyTorch's kernels otherwise."""
+    runtime = Runtime(torch.device("cpu"), torch.float32, attention=attention, cuda_graphs=cuda_graphs)
+    backends = runtime.sdpa_backends(bark.weights.config.semantic, batch_size=2)
+    assert set(backends) == {"prefill", "step"}
+    for name in backends.values():
+        assert name == expected if expected else name in {"math", "flash", "efficient", "cudnn"}
 
 
 def test_math_attention_gives_the_same_tokens(bark, tiny_checkpoint):
@@ -79,29 +151,76 @@ def test_cuda_graphs_need_cuda(tiny_checkpoint):
         Bark.load(tiny_checkpoint, device="cpu", cuda_graphs=True)
 
 
-@pytest.mark.parametrize("cuda_graphs", [False, True])
-def test_offload_moves_all_but_the_semantic_token_table(bark, monkeypatch, cuda_graphs):
-    """Which sub-modules offload sends to the GPU while a stage runs, recorded on the CPU: the
-    semantic stage leaves its token table behind (not under CUDA graphs, which look it up in
-    the graph); the other stages move whole."""
-    moved: list[tuple[torch.nn.Module, object]] = []
-    monkeypatch.setattr(torch.nn.Module, "to", lambda module, *args, **kwargs: moved.append((module, args)) or module)
-    runtime = Runtime(torch.device("cuda"), torch.float32, offload=True, cuda_graphs=cuda_graphs)
-    gpu = Bark(bark.weights, bark.tokenizer, runtime, folder=bark.folder)
-    semantic = bark.weights.semantic
-    with gpu.stage("semantic"):
-        to_gpu = [module for module, args in moved if args == (torch.device("cuda"),)]
-    if cuda_graphs:
-        assert to_gpu == [semantic]
-    else:
-        rest = [child for name, child in semantic.named_children() if name != "input_embeds_layer"]
-        assert to_gpu == rest
-    assert moved[-1] == (semantic, ("cpu",))  # all of it back afterwards
-    moved.clear()
-    with gpu.stage("coarse"):
-        pass
-    assert [m for m, _ in moved] == [bark.weights.coarse, bark.weights.coarse]
+@pytest.fixture
+def fake_copies(monkeypatch):
+    """Device copies on a CPU-only machine: Tensor.to a device or pin_memory makes a new CPU
+    tensor (new storage, as a real copy has) and records the call. Returns the log of
+    (kind, non_blocking) per copy."""
+    log: list[tuple[str, bool]] = []
+    real_to = torch.Tensor.to
 
+    def to(tensor, *args, **kwargs):
+        if not args or not isinstance(args[0], (str, torch.device)):
+            return real_to(tensor, *args, **kwargs)  # a dtype change
+        log.append((f"to {args[0]}", kwargs.get("non_blocking", False)))
+        return tensor.clone()
+
+    def pin_memory(tensor):
+        log.append(("pin", False))
+        return tensor.clone()
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda tensor: False)
+    return log
+
+
+def pointers(module: torch.nn.Module) -> dict[str, int]:
+    return {name: t.data_ptr() for name, t in (*module.named_parameters(), *module.named_buffers())}
+
+
+def test_host_home_uploads_and_points_back_at_the_same_storage(bark, fake_copies):
+    """Pinned once at load; upload points each tensor at a non-blocking device copy, except the
+    children kept home; back points each at the very storage it was pinned into, with no copy;
+    the tensors stay the module's own objects (tied weights too)."""
+    model = copy.deepcopy(bark.weights.fine)
+    tensors = dict((*model.named_parameters(), *model.named_buffers()))
+    original = pointers(model)
+    home = HostHome(model, pin=True)
+    pinned = pointers(model)
+    assert len(fake_copies) == len(tensors) and {kind for kind, _ in fake_copies} == {"pin"}
+    assert all(pinned[name] != original[name] for name in tensors)  # each now in its pinned copy
+    fake_copies.clear()
+    with torch.inference_mode():
+        home.upload("cuda", keep={"input_embeds_layers"})
+    moved = {name for name, ptr in pointers(model).items() if ptr != pinned[name]}
+    assert moved == {name for name in tensors if not name.startswith("input_embeds_layers.")}
+    assert fake_copies == [("to cuda", True)] * len(moved)
+    fake_copies.clear()
+    home.back()
+    assert pointers(model) == pinned and fake_copies == []
+    assert all(a is b for a, b in zip(tensors.values(), (*model.parameters(), *model.buffers())))
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_offload_moves_all_but_the_semantic_token_table(bark, fake_copies, cuda_graphs):
+    """What offload sends to the GPU while a stage runs, recorded on the CPU: the semantic stage
+    leaves its token table home (graphed or not: decode steps use a device copy of its first
+    rows); the other stages move whole; afterwards every tensor points at its pinned home again."""
+    weights = copy.deepcopy(bark.weights)
+    runtime = Runtime(torch.device("cuda"), torch.float32, offload=True, cuda_graphs=cuda_graphs)
+    gpu = Bark(weights, bark.tokenizer, runtime, folder=bark.folder)
+    assert gpu.graphs is None  # under offload graphs are captured per stage run
+    assert set(gpu.homes) == {"semantic", "coarse", "fine", "codec"}
+    homes = {m: pointers(getattr(weights, m)) for m in ("semantic", "coarse")}
+    with torch.inference_mode():
+        with gpu.stage("semantic") as model:
+            moved = {name for name, ptr in pointers(model).items() if ptr != homes["semantic"][name]}
+        assert moved == {name for name in homes["semantic"] if not name.startswith("input_embeds_layer.")}
+        with gpu.stage("coarse") as model:
+            assert all(ptr != homes["coarse"][name] for name, ptr in pointers(model).items())
+    for m in ("semantic", "coarse"):
+        assert pointers(getattr(weights, m)) == homes[m]
 
 
 def test_auto_batch_size_fits_free_memory(bark):
@@ -109,3 +228,13 @@ def test_auto_batch_size_fits_free_memory(bark):
     assert runtime.free_memory() > 0
     assert 1 <= runtime.auto_batch_size(bark.weights.config) <= 16
     assert runtime.auto_batch_size(bark.weights.config, limit=2) <= 2
+
+
+def test_bark_bench_reports_the_sdpa_backend():
+    from bark_cli.bench import BenchOptions, format_report, run_benchmark
+
+    report = run_benchmark(BenchOptions(config="tiny", tokens=[8], attention="math", warmup=False,
+                                        bandwidth_mb=0, decode_steps=0))
+    assert report.model["sdpa_backends"] == {"prefill": "math", "step": "math"}
+    assert '"sdpa_backends"' in report.to_json()
+    assert "  attention math: SDPA kernel math for the prefill, math for a decode step" in format_report(report)

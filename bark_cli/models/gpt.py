@@ -31,18 +31,20 @@ class KVCache(nn.Module):
                                                device=device), persistent=False)
         self.register_buffer("positions", torch.arange(max_len, device=device), persistent=False)
 
-    def update(self, start: int | torch.Tensor, kv: torch.Tensor,
-               static: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def update(self, start: int | torch.Tensor, kv: torch.Tensor, static: bool = False,
+               end: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Write `kv` (2, B, H, T, D) at positions start..start+T-1; return the keys and values
         attention reads, and its mask (None: all of them).
 
         Sliced (`static` off, `start` an int): the keys and values written so far, no mask.
-        Static (one position in a 0-dim tensor, see GPT.forward): the whole buffer, with the
-        mask (1, 1, 1, L) of the positions written so far, so no shape depends on the position.
+        Static (one position in a 0-dim tensor, see GPT.forward): the buffer up to `end` (the
+        whole of it by default), with the mask (1, 1, 1, end) of the positions written so far,
+        so no shape depends on the position within a bucket of positions.
         """
         if static:
             self.kv.index_copy_(3, start.view(1), kv.to(self.kv.dtype))
-            return self.kv[0], self.kv[1], (self.positions <= start)[None, None, None]
+            end = self.kv.shape[3] if end is None else end
+            return self.kv[0, :, :, :end], self.kv[1, :, :, :end], (self.positions[:end] <= start)[None, None, None]
         self.kv.narrow(3, start, kv.shape[3]).copy_(kv)
         written = self.kv.narrow(3, 0, start + kv.shape[3])
         return written[0], written[1], None
@@ -58,7 +60,8 @@ class SelfAttention(nn.Module):
         self.out_proj = Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False,
+                end: int | None = None) -> torch.Tensor:
         batch, length, width = x.shape
         # (B, T, 3C) -> (3, B, H, T, D): queries, keys and values as views, no copies
         qkv = self.att_proj(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -66,7 +69,7 @@ class SelfAttention(nn.Module):
         if self.kv_cache is None:
             k, v, mask = kv[0], kv[1], None
         else:
-            k, v, mask = self.kv_cache.update(start, kv, static)
+            k, v, mask = self.kv_cache.update(start, kv, static, end)
         if q.dtype != k.dtype:  # a float32 cache under bfloat16 activations (GPT.cache_dtype)
             q = q.to(k.dtype)
         # A prefill (from position 0, GPT.hidden checks) needs the causal mask; a one-token step
@@ -100,8 +103,9 @@ class Block(nn.Module):
         self.layernorm_2 = nn.LayerNorm(config.hidden_size, bias=layernorm_bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False) -> torch.Tensor:
-        x = x + self.attn(self.layernorm_1(x), start, static)
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False,
+                end: int | None = None) -> torch.Tensor:
+        x = x + self.attn(self.layernorm_1(x), start, static, end)
         return x + self.mlp(self.layernorm_2(x))
 
 
@@ -181,8 +185,10 @@ class GPT(nn.Module):
         return self.head(self.hidden(ids, embeds, start, all_logits), rows)
 
     def hidden(self, ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
-               start: int | torch.Tensor = 0, all_logits: bool = False) -> torch.Tensor:
-        """The final LayerNorm's output: (B, T, C) with `all_logits`, else the last position's (B, 1, C)."""
+               start: int | torch.Tensor = 0, all_logits: bool = False, end: int | None = None) -> torch.Tensor:
+        """The final LayerNorm's output: (B, T, C) with `all_logits`, else the last position's (B, 1, C).
+        A static step attends over the cache's first `end` positions (all by default): the caller
+        promises `start` < `end`, so a step early in the run skips the cache's unwritten tail."""
         x = self.embed(ids) if embeds is None else embeds
         length = x.shape[1]
         # The one switch between the two kinds of step (see forward), decided here for every layer.
@@ -199,7 +205,7 @@ class GPT(nn.Module):
             # rows start..start+length-1 of the position table (a slice: no index tensor per step)
             x = x + self.position_embeds_layer.weight[start : start + length]
         for block in self.layers:
-            x = block(x, start, static)
+            x = block(x, start, static, end)
         if not all_logits and length > 1:
             x = x[:, -1:]
         return self.layernorm_final(x)

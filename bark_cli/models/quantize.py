@@ -3,6 +3,9 @@
 A decode step reads every weight once and is bound by memory bandwidth; int8 weights read a
 quarter of float32's bytes. Each `nn.Linear` is swapped for `Int8Linear` (per-output-channel
 scales); the model code does not change.
+
+A CPU path: PyTorch's fused int8-weight kernel (`_weight_int8pack_mm`) has no CUDA version, and
+the fallback below dequantizes a whole weight per call, so Runtime.choose refuses int8 on CUDA.
 """
 
 from __future__ import annotations
