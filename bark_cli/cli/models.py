@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .. import checkpoint
+from .. import checkpoint, suno
 from ..errors import CheckpointError
 from .options import DEFAULT_MODEL, DeviceOptions, JsonOpt, QuietOpt, RevisionOpt
 from .output import Output, examples, human_size, table
@@ -27,6 +27,8 @@ def model_on_disk(model: str, revision: str | None) -> Path | None:
     is not on this machine. Never touches the network."""
     if checkpoint.is_local_model(model):
         return Path(model).expanduser()
+    if model == suno.ORIGINAL:
+        return suno.original_folder()
     from huggingface_hub import try_to_load_from_cache
 
     try:
@@ -122,13 +124,17 @@ def models_info(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a downloaded model: size and parameters per stage, dtype, files. Reads config.json and the
-    weight file headers only."""
+    weight file headers only; a folder of Suno's original .pt files (or suno-original) is unpickled,
+    safely, to see its tensors."""
     out = Output(as_json=as_json)
     folder = model_on_disk(model, revision)
     if folder is None:
         raise CheckpointError(f"model {model} is not downloaded", f"run `bark models download {model}` first")
-    config, _ = checkpoint.read_configs(folder)
-    tensors = checkpoint.tensor_headers(folder)
+    if suno.is_suno_folder(folder):
+        config, tensors = _suno_tensors(folder)
+    else:
+        config, _ = checkpoint.read_configs(folder)
+        tensors = checkpoint.tensor_headers(folder)
     stages = {}
     for stage, prefix in checkpoint.PREFIXES.items():
         own = [info for key, info in tensors.items()
@@ -165,3 +171,35 @@ def models_info(
                      f"({human_size(sum(f['bytes'] for f in voice_files))})")
     out.result("\n".join(lines))
 
+
+def _suno_tensors(folder: Path):
+    """Suno's files under the Hugging Face layout's keys, as `checkpoint.tensor_headers` describes
+    a Hub folder (the codec only when it is on this machine). Unpickles the .pt files, safely."""
+    config, _, parts = suno.read_folder(folder, codec=False)
+    tensors = {checkpoint.PREFIXES[name] + key: checkpoint.TensorInfo(
+        tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
+        for name, part in parts.items() for key, t in part.items()}
+    return config, tensors
+
+
+@models_app.command("convert", epilog=examples(
+    "bark models convert ~/.cache/suno/bark_v0 ./bark-large",
+    "bark models convert suno-original ./bark-large && bark say \"Hello.\" --model ./bark-large -o hello.wav"))
+def models_convert(
+    source: Annotated[str, typer.Argument(
+        help=f"A folder of Suno's original checkpoints (text_2.pt, coarse_2.pt, fine_2.pt), or {suno.ORIGINAL}.")],
+    target: Annotated[Path, typer.Argument(help="A new folder for the converted model.")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Convert Suno's original .pt files, with EnCodec's codec and the tokenizer, to a model folder
+    in the Hugging Face layout (config.json, generation_config.json, model.safetensors), which
+    later loads without unpickling anything and samples with Suno's defaults."""
+    out = Output(quiet)
+    quiet_downloads(out)
+    folder = suno.original_folder() if source == suno.ORIGINAL else Path(source).expanduser()
+    if not suno.is_suno_folder(folder):
+        raise CheckpointError(f"{source} is not a folder of Suno's Bark checkpoints",
+                              "give the folder holding text_2.pt, coarse_2.pt and fine_2.pt (or text.pt, ...)")
+    with out.status(f"converting {folder}"):
+        written = suno.convert(folder, target, checkpoint.hub_snapshot)
+    out.result(str(written))

@@ -105,3 +105,22 @@ def presets_remove(
     """Delete one of your voices."""
     path = presets.remove_user_voice(name)
     Output(quiet).result(f"removed voice {name}: {path}")
+
+
+@presets_app.command("import", epilog=examples(
+    "bark presets import ~/src/bark/bark/assets/prompts",
+    "bark presets import my_voices/ --prefix mine && bark say \"Hi.\" --voice mine.narrator -o hi.wav"))
+def presets_import(
+    source: Annotated[Path, typer.Argument(help="A Suno-format voice .npz, or a folder of them (searched through).")],
+    prefix: Annotated[str, typer.Option(
+        "--prefix", "-p", help="Put before each name, with a dot: v2/en_speaker_6.npz becomes PREFIX.v2.en_speaker_6.")
+    ] = presets.IMPORT_PREFIX,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check Suno-format voices and copy them into your voices folder, keeping their folder
+    structure in their names. Nothing is copied unless every file is a valid voice."""
+    written = presets.import_voices(source, prefix, overwrite)
+    out = Output(quiet)
+    for name, path in written:
+        out.result(f"imported voice {name}: {path}")
