@@ -1,16 +1,20 @@
-"""Audio out: join segments, and write wav/flac/ogg files atomically or a WAV to stdout.
+"""Audio out: join segments, and write wav/flac/ogg/mp3 files atomically or a WAV to stdout.
 
 A file is written to a temporary name beside the target and renamed over it (`os.replace`,
 atomic on one file system), so an interrupted or failed run never leaves a half-written file
-under the name the user asked for. `-` stands for stdout, which always gets a WAV.
+under the name the user asked for. Missing folders on the way are created at that moment, not
+before, so a run that fails earlier leaves none. `-` stands for stdout, which always gets a WAV.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import re
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -21,9 +25,17 @@ import soundfile as sf
 from .errors import OutputError
 
 STDOUT = "-"
-FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
-SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")  # what --subtype offers; OGG always uses VORBIS
-DEFAULT_SUBTYPE = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")  # what --subtype offers; OGG and MP3 have one each
+DEFAULT_SUBTYPE = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}
+# Compressed formats: their one encoding takes no --subtype.
+_NO_SUBTYPE = {"OGG": "Ogg Vorbis", "MP3": "MP3"}
+
+
+def format_available(fmt: str) -> bool:
+    """Whether the libsndfile soundfile loaded can write `fmt` (MP3 needs libsndfile 1.1 or later
+    built with LAME and mpg123)."""
+    return fmt in sf.available_formats() and sf.check_format(fmt, DEFAULT_SUBTYPE[fmt])
 
 
 def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[str, str]:
@@ -38,11 +50,15 @@ def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[
                 f"end the output name in {', '.join(FORMATS)}, or use -o - for a WAV on stdout",
             )
         fmt = FORMATS[suffix]
+    if subtype is not None and fmt in _NO_SUBTYPE:
+        raise OutputError(f"{path} is {_NO_SUBTYPE[fmt]}, which has no --subtype",
+                          f"leave --subtype out for {Path(path).suffix.lower()}")
+    if not format_available(fmt):
+        raise OutputError(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt} for {path}",
+                          "write .wav, .flac or .ogg, or install a libsndfile built with MP3 support")
     if subtype is None:
         return fmt, DEFAULT_SUBTYPE[fmt]
     subtype = subtype.upper()
-    if fmt == "OGG":
-        raise OutputError(f"{path} is Ogg Vorbis, which has no --subtype", "leave --subtype out for .ogg")
     if not sf.check_format(fmt, subtype):
         raise OutputError(
             f"{fmt} cannot hold {subtype} samples",
@@ -63,17 +79,21 @@ def check_output(path: str | os.PathLike, subtype: str | None = None, overwrite:
 
 
 def check_destination(path: Path, overwrite: bool = False) -> None:
-    """A file can be created at `path`: the folder exists and is writable, and nothing is in
-    the way (an existing file only with `overwrite`)."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise OutputError(f"folder {folder} does not exist", "create it first or pick another output path")
+    """A file can be created at `path`: its folder exists and is writable, or the nearest folder
+    that exists is writable and nothing but missing folders lies between (they are created when
+    the file is written); nothing is in the way (an existing file only with `overwrite`)."""
+    path = Path(path)
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{existing} is a file, not a folder", "pick another output path")
     if path.is_dir():
         raise OutputError(f"{path} is a folder", "give a file name")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} already exists", "pass --overwrite to replace it")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to folder {folder}", "pick a folder you can write to")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to folder {existing}", "pick a folder you can write to")
 
 
 def join_segments(segments: Sequence[np.ndarray], sample_rate: int, gap_seconds: float = 0.25) -> np.ndarray:
@@ -143,23 +163,86 @@ def write_audio(
         if stdout is None:
             sys.stdout.flush()
             stdout = sys.stdout.buffer
-        stdout.write(data)
-        stdout.flush()
+        write_all(stdout, data)
         return STDOUT
     path = Path(path)
     replace_atomically(path, lambda tmp: _write(tmp, audio, sample_rate, fmt, subtype))
     return str(path)
 
 
+def write_all(stream: BinaryIO, data: bytes) -> None:
+    """Write every byte of `data` to `stream` and flush, or raise OutputError saying why not
+    (a full disk, a file size limit, a short write). A reader that closed the pipe is not an
+    error of ours: BrokenPipeError goes up as it is, for the caller to end quietly."""
+    try:
+        written = stream.write(data)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}",
+                          "the output was cut short; check the disk or the size limit") from None
+    if written is not None and written != len(data):
+        raise OutputError(f"cannot write to stdout: {written} of {len(data)} bytes went out",
+                          "the output was cut short; check the disk or the size limit")
+
+
+# Our temporary files: `.NAME.XXXXXXXX.part`, as tempfile.mkstemp names them with our prefix and suffix.
+_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")
+# A temporary file this old was left by a writer that was killed (SIGKILL, a power cut): no
+# write of ours keeps one open that long without finishing.
+STALE_PART_SECONDS = 60
+
+
+def remove_stale_parts(folder: Path, now: float | None = None) -> None:
+    """Remove temporary files of ours in `folder` that a killed run left behind."""
+    now = time.time() if now is None else now
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not _PART.match(entry.name):
+            continue
+        try:
+            stale = now - entry.stat(follow_symlinks=False).st_mtime > STALE_PART_SECONDS
+            if stale and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; return those created, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir()
+    return missing
+
+
 def replace_atomically(path: Path, write) -> None:
     """Call `write(temp_path)` for a temporary file beside `path`, then rename it to `path`.
 
-    The temporary file is removed on any failure, interruption included.
+    Missing folders are created first. On any failure, interruption included, the temporary file
+    and the folders created for it are removed.
     """
+    path = Path(path)
+    created: list[Path] = []
     try:
+        created = _make_folders(path.parent)
+        remove_stale_parts(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}", "pick a folder you can write to") from None
+    except BaseException as exc:
+        _remove_folders(created)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}",
+                              "pick a folder you can write to") from None
+        raise
     os.close(fd)
     try:
         write(tmp)
@@ -168,9 +251,18 @@ def replace_atomically(path: Path, write) -> None:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _remove_folders(created)
         if isinstance(exc, (OSError, sf.LibsndfileError, RuntimeError)):
             raise OutputError(f"cannot write {path}: {exc}", "check the disk and the output path") from None
         raise
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # no longer empty: someone else wrote there meanwhile
 
 
 def _new_file_mode(path: Path) -> int:

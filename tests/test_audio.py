@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -54,6 +55,69 @@ def test_float_wav_is_byte_identical_when_repeated(tmp_path, tone):
     assert b"PEAK" not in (tmp_path / "a.wav").read_bytes()[:100]
 
 
+def test_missing_folders_are_made_at_write_time(tmp_path, tone):
+    target = tmp_path / "a" / "b" / "out.wav"
+    audio.check_output(target)  # checking creates nothing
+    assert os.listdir(tmp_path) == []
+    audio.write_audio(target, tone, SR)
+    assert sf.info(target).frames == len(tone) and os.listdir(target.parent) == ["out.wav"]
+
+
+def test_a_failed_write_removes_the_folders_it_made(tmp_path, tone, monkeypatch):
+    (tmp_path / "kept").mkdir()
+    monkeypatch.setattr(audio, "_write", _failing_write(OSError(28, "No space left on device")))
+    with pytest.raises(OutputError, match="No space left on device"):
+        audio.write_audio(tmp_path / "kept" / "new" / "deeper" / "a.wav", tone, SR)
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
+
+
+def test_stale_part_files_are_removed_by_the_next_write(tmp_path, tone):
+    """A `.part` that a killed run (SIGKILL) left is removed by the next write into its folder, once
+    it is older than a minute; a fresh one (another run writing now) and other files stay."""
+    old = time.time() - audio.STALE_PART_SECONDS - 5
+    stale = tmp_path / ".story.wav.k3j_9x2a.part"
+    fresh = tmp_path / ".other.flac.abcdefgh.part"
+    not_ours = [tmp_path / "notes.part", tmp_path / ".story.wav.part", tmp_path / ".x.wav.TOOLONG12.part"]
+    for path in (stale, fresh, *not_ours):
+        path.write_bytes(b"RIFF")
+    for path in (stale, *not_ours):
+        os.utime(path, (old, old))
+    audio.write_audio(tmp_path / "a.wav", tone, SR)
+    assert sorted(os.listdir(tmp_path)) == sorted(["a.wav", fresh.name, *(p.name for p in not_ours)])
+
+
+class _ShortWriter(io.BytesIO):
+    """A stream that takes only half of what it is given, as a file at its size limit does."""
+
+    def write(self, data):
+        return super().write(bytes(data[: len(data) // 2]))
+
+
+def test_a_short_write_to_stdout_is_an_error(tone):
+    size = len(audio.encode(tone, SR))
+    with pytest.raises(OutputError, match=f"cannot write to stdout: {size // 2} of {size} bytes went out"):
+        audio.write_audio("-", tone, SR, stdout=_ShortWriter())
+
+
+def test_stdout_to_a_full_disk(tone):
+    with open("/dev/full", "wb") as full, pytest.raises(OutputError, match="No space left on device"):
+        audio.write_audio("-", tone, SR, stdout=full)
+
+
+def test_mp3_when_libsndfile_has_it(tmp_path, tone):
+    if not audio.format_available("MP3"):
+        with pytest.raises(OutputError, match="cannot write MP3"):
+            audio.write_audio(tmp_path / "a.mp3", tone, SR)
+        return
+    audio.write_audio(tmp_path / "a.mp3", tone, SR)
+    info = sf.info(tmp_path / "a.mp3")
+    assert (info.format, info.samplerate, info.channels) == ("MP3", SR, 1)
+    back, _ = sf.read(tmp_path / "a.mp3", dtype="float32")
+    # A lossy codec: the tone comes back as a tone (same loudness), not bit for bit.
+    assert abs(len(back) - len(tone)) < 2 * 1152
+    assert np.sqrt(np.mean(back**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
+
+
 def test_stdout_gets_a_wav(tone):
     sink = io.BytesIO()
     assert audio.write_audio("-", tone, SR, stdout=sink) == "-"
@@ -63,8 +127,8 @@ def test_stdout_gets_a_wav(tone):
 
 @pytest.mark.parametrize(
     "name, subtype, fragment",
-    [("a.mp3", None, "audio format"), ("a", None, "audio format"), ("a.flac", "FLOAT", "FLAC cannot hold FLOAT"),
-     ("a.ogg", "PCM_16", "no --subtype")],
+    [("a.aiff", None, "audio format"), ("a", None, "audio format"), ("a.flac", "FLOAT", "FLAC cannot hold FLOAT"),
+     ("a.ogg", "PCM_16", "no --subtype"), ("a.mp3", "PCM_16", "no --subtype")],
 )
 def test_bad_format_or_subtype(tmp_path, tone, name, subtype, fragment):
     with pytest.raises(OutputError, match=fragment):
@@ -73,11 +137,10 @@ def test_bad_format_or_subtype(tmp_path, tone, name, subtype, fragment):
 
 
 def test_destination_checks(tmp_path, tone):
-    with pytest.raises(OutputError, match="does not exist"):
-        audio.write_audio(tmp_path / "missing" / "a.wav", tone, SR)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="does not exist"):
-        audio.write_audio(tmp_path / "file" / "a.wav", tone, SR)
+    for inside in ("file/a.wav", "file/deeper/a.wav"):
+        with pytest.raises(OutputError, match="file is a file, not a folder"):
+            audio.write_audio(tmp_path / inside, tone, SR)
     (tmp_path / "dir.wav").mkdir()
     with pytest.raises(OutputError, match="is a folder"):
         audio.write_audio(tmp_path / "dir.wav", tone, SR)

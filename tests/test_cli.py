@@ -244,12 +244,38 @@ def test_bad_batch_size(model):
 
 
 def test_unwritable_output(model):
-    assert_bad_input(say(model, "Hi.", "-o", "missing/a.wav"), "folder missing does not exist")
     Path("plain").write_text("x")
-    assert_bad_input(say(model, "Hi.", "-o", "plain/a.wav"), "does not exist", ["plain"])
-    assert_bad_input(say(model, "Hi.", "-o", "a.mp3"), "cannot tell the audio format", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "plain/a.wav"), "plain is a file, not a folder", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "plain/deeper/a.wav"), "plain is a file, not a folder", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "a.aiff"), "cannot tell the audio format", ["plain"])
     assert_bad_input(say(model, "Hi.", "-o", "a.flac", "--subtype", "FLOAT"), "FLAC cannot hold FLOAT", ["plain"])
-    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--save-voice", "missing/v.npz"), "does not exist", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "a.mp3", "--subtype", "PCM_16"), "no --subtype", ["plain"])
+    assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--save-voice", "plain/v.npz"), "not a folder", ["plain"])
+
+
+def test_missing_folders_are_made_when_the_file_is_written(model):
+    """say and batch --output-dir follow one rule: missing folders are created, at write time only."""
+    result = say(model, "Hi.", "-o", "new/deeper/a.wav", "--save-voice", "voices2/v.npz")
+    assert result.exit_code == 0, result.output
+    assert sf.info("new/deeper/a.wav").frames == expected_samples(TOKENS)
+    assert tokens("voices2/v.npz")["semantic_prompt"].shape == (TOKENS,)
+    # A run that fails before writing (an unknown voice) leaves no folder behind.
+    assert_bad_input(say(model, "Hi.", "-o", "other/a.wav", "--voice", "v2/en_speakr_6"), "unknown voice",
+                     ["new", "voices2"])
+
+
+def test_mp3_where_libsndfile_writes_it(model):
+    from bark_cli import audio
+
+    result = say(model, "Hi.", "-o", "a.mp3")
+    if audio.format_available("MP3"):
+        assert result.exit_code == 0, result.output
+        info = sf.info("a.mp3")
+        assert (info.format, info.samplerate, info.channels) == ("MP3", 24_000, 1)
+        # MP3 frames pad the start and end; the length is close to, not exactly, the audio's.
+        assert abs(info.frames - expected_samples(TOKENS)) < 2 * 1152
+    else:
+        assert_bad_input(result, "cannot write MP3")
 
 
 def test_existing_output_needs_overwrite(model):
@@ -266,10 +292,12 @@ def test_threads_option_sets_torch_threads(model, monkeypatch):
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)
     assert say(model, "Hi.", "-o", "a.wav", "--threads", "1").exit_code == 0
-    assert run("batch", "-", "--model", model, *FAST, "--output-dir", "out", "--threads", "3",
+    cores = os.cpu_count()  # the most --threads takes
+    assert run("batch", "-", "--model", model, *FAST, "--output-dir", "out", "--threads", str(cores),
                input="One.\n").exit_code == 0
-    assert calls == [1, 3] and Path("a.wav").exists() and Path("out/00000.wav").exists()
-    assert_bad_input(say(model, "Hi.", "-o", "b.wav", "--threads", "0"), "--threads", files=["a.wav", "out"])
+    assert calls == [1, cores] and Path("a.wav").exists() and Path("out/00000.wav").exists()
+    assert_bad_input(say(model, "Hi.", "-o", "b.wav", "--threads", "0"), "--threads 0 is out of range",
+                     files=["a.wav", "out"])
 
 
 def test_cuda_graphs_on_cpu(model):
@@ -284,15 +312,93 @@ def test_cuda_graphs_on_cpu(model):
     (["say", "Hi.", "-o", "a.wav", "--temperature", "-1"], "--temperature", "bark say"),
     (["say", "Hi.", "-o", "a.wav", "--dtype", "float8"], "float8", "bark say"),
     (["say", "Hi."], "--output", "bark say"),  # no -o
-    (["presets", "list", "--language", "xx"], "'xx'", "bark presets list"),
-    (["bench", "--tokens", "150", "300"], "unexpected extra argument", "bark bench"),
-    (["nonsense"], "No such command 'nonsense'", "bark"),
-    (["--bogus"], "No such option: --bogus", "bark"),
+    (["presets", "list", "--language", "xx"], "--language xx is not one of en, de, es", "bark presets list"),
+    (["bench", "--tokens", "150", "300"], "unexpected extra argument 300", "bark bench"),
+    (["nonsense"], "unknown command nonsense", "bark"),
+    (["--bogus"], "unknown option --bogus", "bark"),
+    (["say", "Hi.", "--sed", "1"], "unknown option --sed; did you mean --seed?", "bark say"),
+    (["say", "Hi.", "-o", "a.wav", "--seed"], "--seed needs a value", "bark say"),
+    (["presets", "list", "--language"], "--language needs a value", "bark presets list"),
+    (["say", "Hi.", "-o", "a.wav", "--dry-run=yes"], "--dry-run is an on/off flag and takes no value", "bark say"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, fragment, command):
     result = run(*args)
     assert_bad_input(result, fragment)
     assert result.stderr.rstrip().endswith(f"(see '{command} -h')")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--dtype", "xx"], "error: --dtype xx is not one of auto, float32, float16, bfloat16 (see 'bark say -h')"),
+    (["--subtype", "pcm8"], "error: --subtype pcm8 is not one of PCM_16, PCM_24, FLOAT (see 'bark say -h')"),
+    (["--seed", "abc"], "error: --seed abc is not a whole number (see 'bark say -h')"),
+    (["--temperature", "warm"], "error: --temperature warm is not a number (see 'bark say -h')"),
+    (["--top-p", "2"], "error: --top-p 2 is out of range: it must be within 0..1 (see 'bark say -h')"),
+])
+def test_parser_errors_in_our_words(args, line):
+    """The whole line, so that none of the parser's own wording ("Invalid value for", "Value error",
+    quotes around each choice) comes through."""
+    result = run("say", "Hi.", "-o", "a.wav", *args)
+    assert result.exit_code == 2 and result.stderr.splitlines() == [line]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seed", "-1"], "--seed -1 is out of range: it must be within 0..9223372036854775807"),
+    (["--seed", str(2**63)], f"--seed {2**63} is out of range"),
+    (["--gap", "61"], "--gap 61 is out of range: it must be within 0..60"),
+    (["--gap", "-0.5"], "--gap -0.5 is out of range"),
+    (["--threads", "0"], f"--threads 0 is out of range: it must be within 1..{os.cpu_count()}"),
+    (["--threads", str(os.cpu_count() + 1)], "--threads"),
+    (["--temperature", "nan"], "--temperature nan is not a finite number"),
+    (["--coarse-temperature", "inf"], "--coarse-temperature inf is not a finite number"),
+    (["--top-p", "nan"], "--top-p nan is not a finite number"),
+    (["--min-eos-p", "-inf"], "--min-eos-p -inf is not a finite number"),
+    (["--max-segment-chars", "0"], "--max-segment-chars 0 is out of range: it must be within 1..10000"),
+    (["--max-segment-chars", "10001"], "--max-segment-chars 10001 is out of range"),
+    (["--max-semantic-tokens", "4097"], "--max-semantic-tokens 4097 is out of range: it must be within 1..4096"),
+    (["--top-k", "0"], "--top-k 0 is out of range: it must be at least 1"),
+])
+def test_numbers_are_checked_where_they_enter(args, fragment):
+    result = run("say", "Hi.", "-o", "a.wav", *args)
+    assert_bad_input(result, fragment)
+    assert "unexpected" not in result.stderr
+
+
+def test_text_input_is_limited_to_a_megabyte(model):
+    from bark_cli.cli.say import MAX_TEXT_BYTES
+
+    assert MAX_TEXT_BYTES == 1_000_000  # the README's figure
+    assert_bad_input(say(model, "-f", "/dev/zero", "-o", "a.wav"), "the text in /dev/zero is over 1 MB")
+    assert_bad_input(say(model, "-", "-o", "a.wav", input="a" * (MAX_TEXT_BYTES + 1)), "the text on stdin is over 1 MB")
+    Path("latin1.txt").write_bytes("Grüße".encode("latin-1"))
+    assert_bad_input(say(model, "-f", "latin1.txt", "-o", "a.wav"), "the text in latin1.txt is not UTF-8",
+                     ["latin1.txt"])
+    # At the limit, the text is read (and here only planned).
+    Path("big.txt").write_text("Word. " * (MAX_TEXT_BYTES // 6))
+    result = say(model, "-f", "big.txt", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["segments"]) > 1000
+
+
+def test_echoed_names_reach_the_terminal_escaped(model):
+    name = "\x1b]0;title\x07.aiff"
+    result = say(model, "Hi.", "-o", name)
+    assert_bad_input(result, "cannot tell the audio format of \\x1b]0;title\\x07.aiff")
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    result = say(model, "Hi.", "-o", "a.wav", "--voice", "v2/\x9b31mred")
+    assert_bad_input(result, "v2/\\x9b31mred")
+    assert "\x9b" not in result.stderr
+
+
+def test_other_libraries_warnings_are_one_line(capsys):
+    import warnings
+
+    from bark_cli.cli.errors import show_warning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show_warning
+        warnings.warn("first line\n  second \x1b[31mred\x1b[0m", UserWarning)
+    assert capsys.readouterr().err == "warning: first line second \\x1b[31mred\\x1b[0m\n"
 
 
 def test_a_bare_group_shows_its_help():
@@ -482,6 +588,44 @@ def test_help_everywhere_with_an_example(command):
         assert "[laughter]" in result.stdout and "Exit codes" in result.stdout
 
 
+def option_names(command) -> set[str]:
+    """Every option of a Click command, as written on the command line."""
+    names = set()
+    for param in command.params:
+        if param.param_type_name == "option":
+            names.update(o for o in [*param.opts, *param.secondary_opts] if o.startswith("--"))
+    return names
+
+
+def test_say_help_fits_a_screen_and_lists_every_option():
+    import typer.main
+
+    result = CliRunner().invoke(app, ["say", "--help"], terminal_width=100, env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 80, len(lines)
+    assert max(len(line) for line in lines) <= 100
+    say_command = typer.main.get_command(app).commands["say"]
+    names = option_names(say_command)
+    assert len(names) >= 30 and "--max-segment-chars" in names
+    for name in names | {"--help"}:
+        assert any(f" {name} " in line for line in lines), name
+    # The text, then -o, --voice, --model and --seed come first.
+    rows = [line.strip("│ ").split()[0] for line in lines if line.startswith("│")]
+    assert rows[:5] == ["TEXT", "--output", "--voice", "--model", "--seed"], rows[:6]
+    # An on/off flag takes no value and shows none.
+    for flag in ("--overwrite", "--json", "--quiet", "--dry-run", "--no-split", "--offload", "--cuda-graphs", "--help"):
+        row = next(line for line in lines if f" {flag} " in line)
+        assert "<bool>" not in row and "bool" not in row.lower(), row
+    assert not any("<bool>" in line for line in lines)
+
+
+@pytest.mark.parametrize("command", [[], ["batch"], ["bench"], ["presets", "list"], ["models", "list"]])
+def test_no_flag_shows_a_value_placeholder(command):
+    result = CliRunner().invoke(app, [*command, "--help"], terminal_width=100, env={"COLUMNS": "100"})
+    assert result.exit_code == 0 and "<bool>" not in result.stdout
+
+
 def test_help_paragraphs_wrap_to_the_terminal():
     # batch's docstring breaks "temporary name / and renamed" across source lines; the help must
     # not keep that break, or an 80-column terminal shows ragged half-empty lines.
@@ -508,6 +652,19 @@ def test_stage_bars_draw_on_a_terminal():
     text = sink.getvalue()
     assert all(label in text for label in ("semantic tokens", "coarse tokens", "fine windows", "decode"))
     assert "12/12" in text  # the semantic bar ends full at its early stop, not 12/768
+
+
+def test_stage_bars_stay_where_ctrl_c_stopped_them():
+    from rich.console import Console
+
+    sink = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        with StageBars(Console(file=sink, force_terminal=True, width=100)) as bars:
+            for done in range(1, 13):
+                bars("semantic", done, 768)
+            raise KeyboardInterrupt
+    last = sink.getvalue().rsplit("\r", 1)[-1]  # the bar as it was left
+    assert "12/768" in last and "768/768" not in sink.getvalue() and "12/12" not in sink.getvalue()
 
 
 # --- the installed script -------------------------------------------------------------------------

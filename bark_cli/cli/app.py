@@ -16,7 +16,7 @@ from rich.markup import escape
 from .. import __version__
 from .batch import BATCH_EXAMPLES, batch
 from .bench import BENCH_EXAMPLES, bench
-from .errors import EXIT_HELP, BarkGroup
+from .errors import EXIT_HELP, HELP_OPTIONS, BarkGroup
 from .models import models_app
 from .presets import presets_app
 from .say import SAY_EXAMPLES, say
@@ -26,7 +26,7 @@ app = typer.Typer(
     name="bark",
     help=f"Text to speech, laughter and music with Suno's Bark, in plain PyTorch.\n\n{EXIT_HELP}",
     epilog=escape('Example: bark say "Hello [laughter]" -o hello.wav'),
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": list(HELP_OPTIONS)},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import os
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Callable
@@ -19,9 +21,42 @@ import typer
 from ..checkpoint import DEFAULT_MODEL  # ModelOpt's default, for the commands' signatures
 from ..config import SamplingOptions
 from ..errors import InputError
+from .errors import BadValue
 
-# Help panels.
+# Help panels. Options a command's help lists first take none (they land in "Options").
 SAMPLING, DEVICE, OUTPUT, LONG = "Sampling", "Device", "Output", "Long texts"
+
+# The largest seed: PyTorch's generators take a 64-bit seed, and JSON readers keep a signed one whole.
+MAX_SEED = 2**63 - 1
+
+
+def in_range(low: float | None = None, high: float | Callable[[], float] | None = None):
+    """An option callback: the value (when given) is a finite number within [low, high]; `high`
+    may be a function, read when the option is. Checked where the value enters, so that a bad one
+    costs one line and exit 2 before anything loads."""
+
+    def check(value):
+        if value is None:
+            return value
+        top = high() if callable(high) else high
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadValue(f"{value} is not a finite number")
+        if (low is not None and value < low) or (top is not None and value > top):
+            lo, hi = _number(low), _number(top)
+            bounds = (f"within {lo}..{hi}" if low is not None and top is not None
+                      else f"at least {lo}" if low is not None else f"at most {hi}")
+            raise BadValue(f"{_number(value)} is out of range: it must be {bounds}")
+        return value
+
+    return check
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
 
 
 class Dtype(str, Enum):
@@ -56,18 +91,27 @@ class VoiceMode(str, Enum):
 # --- single options ---------------------------------------------------------------------------
 
 ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", envvar="BARK_MODEL", help="Hub id (fetched on first use) or local folder of a Bark model.")]
-RevisionOpt = Annotated[str | None, typer.Option(help="Hub branch, tag or commit of the model.", show_default=False)]
+    "--model", "-m", envvar="BARK_MODEL", show_envvar=False, show_default=False, metavar="ID|DIR",
+    help="Hub id or folder (default suno/bark-small).")]
+RevisionOpt = Annotated[str | None, typer.Option(
+    metavar="REV", help="Hub branch, tag or commit of the model.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")]
 VoiceOpt = Annotated[str | None, typer.Option(
-    "--voice", "-v", show_default=False,
-    help="A .npz path, a voice of yours (bark presets add) or a Suno preset (bark presets list).")]
+    "--voice", "-v", show_default=False, metavar="NAME|NPZ",
+    help="Preset, your voice or .npz (bark presets list).")]
 SeedOpt = Annotated[int | None, typer.Option(
-    help="Seed for repeatable sampling (on the same device and dtype).", show_default=False, rich_help_panel=SAMPLING)]
+    metavar="N", help="Seed for repeatable output (0..2^63-1).", show_default=False,
+    callback=in_range(0, MAX_SEED))]
 BatchSizeOpt = Annotated[str, typer.Option(
-    help="Segments generated together, or auto to choose from free memory.", rich_help_panel=LONG)]
+    metavar="N|auto", show_default=False, help="Segments at once (default auto: by free memory).",
+    rich_help_panel=LONG)]
+# The longest pause between segments; anything longer is a mistake for milliseconds.
+MAX_GAP_SECONDS = 60.0
+GapOpt = Annotated[float, typer.Option(
+    metavar="SECONDS", show_default=False, help="Silence between segments (default 0.25, at most 60).",
+    callback=in_range(0, MAX_GAP_SECONDS), rich_help_panel=LONG)]
 
 
 def parse_batch_size(value: str) -> int | None:
@@ -85,22 +129,24 @@ def parse_batch_size(value: str) -> int | None:
 
 # Device options; `bark bench` takes some of them alone, with defaults of its own.
 DeviceOpt = Annotated[str, typer.Option(
-    help="auto, cpu, cuda, cuda:N or mps. auto: CUDA where there is a GPU, else the CPU.",
+    metavar="auto|cpu|cuda[:N]|mps", show_default=False, help="auto (default): CUDA if there is a GPU.",
     rich_help_panel=DEVICE, autocompletion=lambda: ["auto", "cpu", "cuda", "mps"])]
-DtypeOpt = Annotated[Dtype, typer.Option(help="auto: float16 on a GPU, float32 on the CPU.", rich_help_panel=DEVICE)]
-OffloadOpt = Annotated[bool, typer.Option(
-    help="Keep idle sub-models on the CPU; each moves to the GPU only while it runs.", rich_help_panel=DEVICE)]
-AttentionOpt = Annotated[Attention, typer.Option(
-    help="SDPA backend; flash needs CUDA with float16/bfloat16.", rich_help_panel=DEVICE)]
-QuantizeOpt = Annotated[Quantize | None, typer.Option(
-    help="int8: semantic and coarse weights in int8 (bfloat16 activations on the CPU); faster decoding.",
-    show_default=False, rich_help_panel=DEVICE)]
-CudaGraphsOpt = Annotated[bool, typer.Option(
-    help="Replay each decode step as a captured CUDA graph (CUDA only): fewer kernel launches per token.",
+DtypeOpt = Annotated[Dtype, typer.Option(
+    metavar="auto|float32|float16|bfloat16", show_default=False, help="auto: float16 on a GPU, else float32.",
     rich_help_panel=DEVICE)]
+OffloadOpt = Annotated[bool, typer.Option(
+    "--offload", help="Keep idle sub-models on the CPU.", rich_help_panel=DEVICE)]
+AttentionOpt = Annotated[Attention, typer.Option(
+    metavar="auto|sdpa|flash|math", show_default=False, help="SDPA backend; flash: CUDA, 16-bit only.",
+    rich_help_panel=DEVICE)]
+QuantizeOpt = Annotated[Quantize | None, typer.Option(
+    metavar="int8", help="Semantic and coarse weights in int8.", show_default=False,
+    rich_help_panel=DEVICE)]
+CudaGraphsOpt = Annotated[bool, typer.Option(
+    "--cuda-graphs", help="Replay decode steps as CUDA graphs.", rich_help_panel=DEVICE)]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    min=1, help="CPU threads for PyTorch (default: one per core). Processes running side by side "
-                "should each take their share.", show_default=False, rich_help_panel=DEVICE)]
+    metavar="N", help="CPU threads (default one per core).", show_default=False,
+    callback=in_range(1, cpu_count), rich_help_panel=DEVICE)]
 
 
 # --- option groups ----------------------------------------------------------------------------
@@ -145,27 +191,30 @@ def option_group(parameter: str, group: OptionGroup, build: Callable[..., Any]):
     return decorate
 
 
+def _float(help: str, low: float = 0, high: float | None = None):
+    return Annotated[float | None, typer.Option(
+        metavar="X", help=help, show_default=False, callback=in_range(low, high), rich_help_panel=SAMPLING)]
+
+
+def _int(help: str, low: int = 1, high: int | None = None):
+    return Annotated[int | None, typer.Option(
+        metavar="N", help=help, show_default=False, callback=in_range(low, high), rich_help_panel=SAMPLING)]
+
+
+# The longest semantic run a segment may ask for: about 80 s at ~50 tokens a second, five times
+# the default. A segment is meant to be ~13 s; a bigger number is a typo that would allocate for minutes.
+MAX_SEMANTIC_TOKENS = 4096
+
 SAMPLING_OPTIONS: OptionGroup = (
-    ("temperature", Annotated[float | None, typer.Option(
-        min=0, help="Temperature of all three stages; 0 is greedy.", show_default=False,
-        rich_help_panel=SAMPLING)], None),
-    ("semantic_temperature", Annotated[float | None, typer.Option(
-        min=0, help="Semantic stage temperature (default 0.7).", show_default=False, rich_help_panel=SAMPLING)], None),
-    ("coarse_temperature", Annotated[float | None, typer.Option(
-        min=0, help="Coarse stage temperature (default 0.7).", show_default=False, rich_help_panel=SAMPLING)], None),
-    ("fine_temperature", Annotated[float | None, typer.Option(
-        min=0, help="Fine stage temperature (default 0.5).", show_default=False, rich_help_panel=SAMPLING)], None),
-    ("top_k", Annotated[int | None, typer.Option(
-        min=1, help="Keep the k likeliest tokens (default 50).", show_default=False, rich_help_panel=SAMPLING)], None),
-    ("top_p", Annotated[float | None, typer.Option(
-        min=0, max=1, help="Nucleus sampling mass (default 1.0).", show_default=False,
-        rich_help_panel=SAMPLING)], None),
-    ("min_eos_p", Annotated[float | None, typer.Option(
-        min=0, max=1, help="Stop once end-of-speech is this likely; 0 turns it off (default 0.2).",
-        show_default=False, rich_help_panel=SAMPLING)], None),
-    ("max_semantic_tokens", Annotated[int | None, typer.Option(
-        min=1, help="At most this many semantic tokens per segment, ~50 per second (default 768).",
-        show_default=False, rich_help_panel=SAMPLING)], None),
+    ("temperature", _float("All three stages; 0 is greedy."), None),
+    ("semantic_temperature", _float("Semantic stage (default 0.7)."), None),
+    ("coarse_temperature", _float("Coarse stage (default 0.7)."), None),
+    ("fine_temperature", _float("Fine stage (default 0.5)."), None),
+    ("top_k", _int("Keep the k likeliest tokens (default 50)."), None),
+    ("top_p", _float("Nucleus sampling mass, 0..1 (default 1).", 0, 1), None),
+    ("min_eos_p", _float("Stop once end-of-speech is this likely; 0: off (default 0.2).", 0, 1), None),
+    ("max_semantic_tokens", _int("Semantic tokens per segment, ~50 a second (default 768).",
+                                 1, MAX_SEMANTIC_TOKENS), None),
 )
 
 

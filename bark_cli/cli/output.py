@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from rich.markup import escape
 
-from .errors import EXIT_HELP
+from .errors import EXIT_HELP, print_warning, printable
 
 
 class Output:
@@ -43,11 +43,11 @@ class Output:
 
     def note(self, text: str) -> None:
         if self.interactive:
-            self.console.print(escape(text))
+            self.console.print(escape(printable(text)))
 
     def warning(self, text: str) -> None:
         if not self.quiet:
-            print(f"warning: {text}", file=sys.stderr, flush=True)
+            print_warning(text)
 
     @contextlib.contextmanager
     def status(self, text: str, show: bool = True) -> Iterator:
@@ -55,8 +55,8 @@ class Output:
         if not (self.interactive and show):
             yield lambda message: None
             return
-        with self.console.status(escape(text)) as spinner:
-            yield lambda message: spinner.update(escape(message))
+        with self.console.status(escape(printable(text))) as spinner:
+            yield lambda message: spinner.update(escape(printable(message)))
 
     @contextlib.contextmanager
     def stages(self) -> Iterator:
@@ -88,8 +88,11 @@ class StageBars:
         self.progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._finish_all()
+    def __exit__(self, exc_type, *exc) -> None:
+        # Only a run that ended normally has finished bars; after Ctrl-C or an error each bar
+        # stays where it stopped.
+        if exc_type is None:
+            self._finish_all()
         self.progress.stop()
 
     def _finish_all(self) -> None:
@@ -111,8 +114,8 @@ class StageBars:
 
 
 def examples(*lines: str) -> str:
-    """A command's help epilog: its examples, then the exit codes."""
-    return "Examples:\n\n" + "\n\n".join(escape(line) for line in lines) + f"\n\n{EXIT_HELP}"
+    """A command's help epilog: its examples, one a line, then the exit codes."""
+    return "Examples:\n" + "\n".join(f"  {escape(line)}" for line in lines) + f"\n\n{EXIT_HELP}"
 
 
 def table(headers: tuple[str, ...] | None, rows: list[tuple[str, ...]]) -> str:

@@ -14,10 +14,16 @@ from ..errors import InputError, OutputError
 from ..text import DEFAULT_MAX_CHARS, load_tokenizer, plan_segments
 from .models import load_model
 from .options import (
-    DEFAULT_MODEL, LONG, OUTPUT, BatchSizeOpt, DeviceOptions, JsonOpt, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt,
-    SeedOpt, Subtype, VoiceMode, VoiceOpt, device_options, parse_batch_size, sampling_options,
+    DEFAULT_MODEL, LONG, BatchSizeOpt, DeviceOptions, GapOpt, JsonOpt, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt,
+    SeedOpt, Subtype, VoiceMode, VoiceOpt, device_options, in_range, parse_batch_size, sampling_options,
 )
 from .output import Output, examples
+
+# The most text one run reads (-f FILE or stdin), in bytes: about 15 hours of speech. Reading
+# stops one byte past it, so `-f /dev/zero` fails at once instead of filling memory.
+MAX_TEXT_BYTES = 1_000_000
+# The longest --max-segment-chars: a segment far past the 256-token window is cut anyway.
+MAX_SEGMENT_CHARS = 10_000
 
 SAY_EXAMPLES = examples(
     'bark say "Hello [laughter]" -o hello.wav',
@@ -30,49 +36,46 @@ SAY_EXAMPLES = examples(
 @sampling_options
 @device_options
 def say(
-    text: Annotated[str | None, typer.Argument(help="The text to speak; - reads stdin.", show_default=False)] = None,
-    file: Annotated[Path | None, typer.Option(
-        "--file", "-f", help="Read the text from FILE.", show_default=False, dir_okay=False)] = None,
+    text: Annotated[str | None, typer.Argument(
+        metavar="TEXT", help="The text to speak; - reads stdin.", show_default=False)] = None,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Audio file (.wav, .flac or .ogg), or - for a WAV on stdout.",
-        rich_help_panel=OUTPUT, show_default=False)] = None,
-    model: ModelOpt = DEFAULT_MODEL,
-    revision: RevisionOpt = None,
+        "--output", "-o", metavar="FILE", help="File (.wav .flac .ogg .mp3); - is stdout (WAV).",
+        show_default=False)] = None,
     voice: VoiceOpt = None,
+    model: ModelOpt = DEFAULT_MODEL,
     seed: SeedOpt = None,
-    sampling: SamplingOptions = SamplingOptions(),
-    no_split: Annotated[bool, typer.Option(
-        "--no-split", help="Speak the text as one segment, cut at the 256-token window (with a warning).",
-        rich_help_panel=LONG)] = False,
-    max_segment_chars: Annotated[int, typer.Option(
-        min=1, help="Longest segment, in letters (a CJK character counts 4): about 13 s of speech.",
-        rich_help_panel=LONG)] = DEFAULT_MAX_CHARS,
-    gap: Annotated[float, typer.Option(min=0, help="Seconds of silence between segments.",
-                                       rich_help_panel=LONG)] = 0.25,
-    voice_mode: Annotated[VoiceMode, typer.Option(
-        help="fixed: every segment in --voice (or in the first segment's voice); chain: each segment in "
-             "the voice of the one before.", rich_help_panel=LONG)] = VoiceMode.fixed,
-    batch_size: BatchSizeOpt = "auto",
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the segments and their token counts; generate nothing.",
-        rich_help_panel=LONG)] = False,
-    save_voice: Annotated[Path | None, typer.Option(
-        help="Also save this generation as a voice .npz, reusable with --voice.", show_default=False,
-        dir_okay=False, rich_help_panel=OUTPUT)] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", metavar="FILE", help="Read the text from FILE (UTF-8, up to 1 MB).", show_default=False,
+        dir_okay=False)] = None,
     subtype: Annotated[Subtype | None, typer.Option(
-        case_sensitive=False, help="Sample format of .wav/.flac (default PCM_16); FLOAT keeps float32 (.wav only).",
-        show_default=False, rich_help_panel=OUTPUT)] = None,
+        case_sensitive=False, metavar="PCM_16|PCM_24|FLOAT", help="Samples of .wav/.flac (default PCM_16).",
+        show_default=False)] = None,
+    save_voice: Annotated[Path | None, typer.Option(
+        metavar="NPZ", help="Also save the voice used, for --voice.", show_default=False, dir_okay=False)] = None,
     overwrite: OverwriteOpt = False,
-    hardware: DeviceOptions = DeviceOptions(),
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    revision: RevisionOpt = None,
+    sampling: SamplingOptions = SamplingOptions(),
+    no_split: Annotated[bool, typer.Option(
+        "--no-split", help="One segment, cut at the 256-token window.", rich_help_panel=LONG)] = False,
+    max_segment_chars: Annotated[int, typer.Option(
+        metavar="N", show_default=False, callback=in_range(1, MAX_SEGMENT_CHARS),
+        help=f"Longest segment in letters (default {DEFAULT_MAX_CHARS}: ~13 s).",
+        rich_help_panel=LONG)] = DEFAULT_MAX_CHARS,
+    gap: GapOpt = 0.25,
+    voice_mode: Annotated[VoiceMode, typer.Option(
+        metavar="fixed|chain", show_default=False, help="fixed (default): one voice; chain: each the last's.",
+        rich_help_panel=LONG)] = VoiceMode.fixed,
+    batch_size: BatchSizeOpt = "auto",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the segments and token counts; generate nothing.", rich_help_panel=LONG)] = False,
+    hardware: DeviceOptions = DeviceOptions(),
 ) -> None:
     """Speak a text into an audio file.
 
-    The text comes as an argument, from stdin (-) or from a file (-f). Text of any length is split
-    at sentence ends into segments of about 13 s, spoken in one voice and joined with short silences.
-
-    Square brackets mark sounds: \\[laughter], \\[sighs], \\[music], \\[gasps], \\[clears throat]; ♪ marks singing.
+    Long texts are split at sentence ends into ~13 s segments in one voice. \\[laughter], \\[sighs],
+    \\[music], \\[gasps] and \\[clears throat] are sounds; ♪ marks singing.
     """
     out = Output(quiet, as_json)
     batch = parse_batch_size(batch_size)
@@ -116,6 +119,7 @@ def say(
             "audio_seconds": round(speech.duration, 3),
             "sample_rate": speech.sample_rate,
             "seed": speech.seed,
+            "segment_seeds": [part.seed for part in speech.parts],  # segment j: seed + j
             "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
             "load_seconds": round(load_seconds, 3),
             "device": str(bark.device),
@@ -159,15 +163,27 @@ def read_text(text: str | None, file: Path | None) -> str:
         raise typer.BadParameter("give the text or --file, not both", param_hint="TEXT")
     if file is not None:
         try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"{file} is not UTF-8 text", "save it as UTF-8") from None
+            with open(file, "rb") as handle:
+                text = _decode(handle.read(MAX_TEXT_BYTES + 1), f"in {file}")
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the path") from None
     elif text == "-":
-        text = sys.stdin.read()
+        stdin = getattr(sys.stdin, "buffer", None)
+        text = (_decode(stdin.read(MAX_TEXT_BYTES + 1), "on stdin") if stdin is not None
+                else sys.stdin.read(MAX_TEXT_BYTES + 1))
+        if len(text) > MAX_TEXT_BYTES:
+            raise InputError("the text on stdin is over 1 MB", "split it into several runs, or use bark batch")
     elif text is None:
         raise typer.BadParameter("no text given: pass it as an argument, - for stdin, or -f FILE", param_hint="TEXT")
     if not text.strip():
         raise InputError("the text is empty", "give some text to speak")
     return text
+
+
+def _decode(data: bytes, source: str) -> str:
+    if len(data) > MAX_TEXT_BYTES:
+        raise InputError(f"the text {source} is over 1 MB", "split it into several runs, or use bark batch")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"the text {source} is not UTF-8", "save it as UTF-8") from None
