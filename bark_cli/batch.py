@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from .audio import FORMATS, write_audio
 from .errors import BarkError, InputError
 
 DEFAULT_TEMPLATE = "{index:05d}.wav"
@@ -217,6 +216,7 @@ def plan_outputs(items: list[Item], output_dir: Path, template: str = DEFAULT_TE
     (`../x.wav`, an absolute path elsewhere, a link out) fails that item alone. Two items with one
     path (after resolving, and ignoring case on a case-insensitive file system) raise InputError
     naming both: the plan is refused before anything is written."""
+    from .audio import FORMATS  # numpy and libsndfile load only when a batch runs
     parsed = Template(template)
     root = output_dir.resolve()
     for item in items:
@@ -440,6 +440,7 @@ def _precheck(item: Item, overwrite: bool) -> Outcome | None:
 
 def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | None, record) -> None:
     """Speak a claimed group and write its outputs; every claim is released, whatever happens."""
+    from .audio import write_audio
     try:
         try:
             results = speak_group(group)

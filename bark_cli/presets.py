@@ -346,9 +346,7 @@ def preset_files(name: str, model_folder: Path | None, model_id: str | None = No
     """The three .npy files of a named preset, fetched into the Hub cache on first use."""
     entry = read_voice_map(model_folder).get(name)
     if entry is None:
-        known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder))
-        known += [n for n, _ in list_user_voices()]
-        raise PresetError(f"unknown voice {name!r}", _suggest(name, known, "or give a .npz path"))
+        raise _not_a_voice(name, model_folder, model_id)
     return dict(zip(PROMPT_KEYS, _fetch_voice_files([entry[key] for key in PROMPT_KEYS], model_folder,
                                                     model_id, revision)))
 
@@ -373,6 +371,38 @@ class FoundVoice:
     prompt: VoicePrompt
     source: str
     files: tuple[Path, ...]
+
+
+def _not_a_voice(name: str, model_folder: Path | None, model_id: str | None) -> PresetError:
+    """The error for a name the model has no preset for: a catalog name the model lacks says so
+    (suggesting that very name back would not help); anything else is unknown, with the closest
+    known name."""
+    if is_suno_name(name):
+        model = model_id or model_folder
+        return PresetError(f"model {model} has no files for Suno preset {name!r}",
+                           "use --model suno/bark-small, whose Hub repo has every Suno preset, or import "
+                           "the voice's .npz with `bark presets import`")
+    known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder))
+    known += [n for n, _ in list_user_voices()]
+    return PresetError(f"unknown voice {name!r}", _suggest(name, known, "or give a .npz path"))
+
+
+def check_voice(spec: str, model: str | os.PathLike, revision: str | None = None) -> FoundVoice | None:
+    """What `--voice` can be told before the model loads: a `.npz` or user voice comes back
+    whole; a preset name is checked against the Suno catalog, or a local model folder's own
+    voice map, and refused at once when no source knows it. None: a preset the model supplies
+    once loaded. A Hub model's map holds the catalog's names, so its presets need no download
+    here."""
+    found = find_local_voice(spec)
+    if found is not None:
+        return found
+    if is_local_model(model):
+        folder = Path(model).expanduser()
+        if spec not in read_voice_map(folder):
+            raise _not_a_voice(spec, folder, str(model))
+    elif not is_suno_name(spec):
+        raise _not_a_voice(spec, None, str(model))
+    return None
 
 
 def find_local_voice(spec: str) -> FoundVoice | None:

@@ -140,7 +140,7 @@ AttentionOpt = Annotated[Attention, typer.Option(
     metavar="auto|sdpa|flash|math", show_default=False, help="SDPA backend; flash: CUDA, 16-bit only.",
     rich_help_panel=DEVICE)]
 QuantizeOpt = Annotated[Quantize | None, typer.Option(
-    metavar="int8", help="Semantic and coarse weights in int8.", show_default=False,
+    metavar="int8", help="Semantic and coarse weights in int8 (CPU).", show_default=False,
     rich_help_panel=DEVICE)]
 CudaGraphsOpt = Annotated[bool, typer.Option(
     "--cuda-graphs", help="Replay decode steps as CUDA graphs.", rich_help_panel=DEVICE)]

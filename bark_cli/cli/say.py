@@ -93,8 +93,8 @@ def say(
         if save_voice.suffix.lower() != ".npz":
             raise InputError(f"--save-voice {save_voice} is not a .npz name", "end it in .npz")
         audio.check_destination(save_voice, overwrite)
-    # A voice file or a voice of the user's is checked before the model loads; a preset name needs the model.
-    local_voice = presets.find_local_voice(voice) if voice else None
+    # Every voice is checked before the model loads: a mistyped name costs no load.
+    local_voice = presets.check_voice(voice, model, revision) if voice else None
 
     from .. import longform
 
