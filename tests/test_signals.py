@@ -34,8 +34,16 @@ def env() -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "BARK_VOICES_DIR": "voices"}
 
 
+def _like_a_terminal_job() -> None:
+    # A shell starts a background job with SIGINT ignored, and Python keeps an ignored SIGINT
+    # ignored (rightly: the job must survive the script's Ctrl-C). These tests stand for a
+    # foreground run, where Ctrl-C reaches bark, whatever the test runner's own state.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([str(BARK), *args], cwd=cwd, env=env(), stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen([str(BARK), *args], cwd=cwd, env=env(), stderr=subprocess.PIPE,
+                            preexec_fn=_like_a_terminal_job, **kwargs)
 
 
 def assert_quiet_end(stderr: bytes) -> None:
