@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -40,6 +41,7 @@ from . import checkpoint, decoding, generation
 from .config import BarkConfig, CodecConfig, GenerationConfig, SamplingOptions
 from .errors import GenerationError, InputError
 from .models.gpt import GPT
+from .models.kernels import ONEDNN_LINEAR
 from .pipeline import Bark
 from .runtime import Runtime
 
@@ -257,6 +259,8 @@ class BenchReport:
     floors: list[DecodeFloor]
     results: list[RunResult]  # one per token count
     notes: list[str] = field(default_factory=list)
+    peaks: list[GemmPeak] = field(default_factory=list)  # GEMM peak per dtype (empty: not measured)
+    rooflines: list[list[StageRoofline]] = field(default_factory=list)  # per result, per GPT stage
 
     def to_dict(self) -> dict[str, Any]:
         options = asdict(self.options)
@@ -268,7 +272,10 @@ class BenchReport:
             "bandwidth": None if self.bandwidth is None else {
                 **asdict(self.bandwidth), "strict_bytes_per_s": self.bandwidth.strict_bytes_per_s},
             "decode_floor": [f.to_dict() for f in self.floors],
-            "results": [{"tokens": r.semantic_tokens, "bark_cli": r.to_dict()} for r in self.results],
+            "results": [{"tokens": r.semantic_tokens, "bark_cli": r.to_dict()}
+                        | ({"roofline": [s.to_dict() for s in self.rooflines[i]]} if self.rooflines else {})
+                        for i, r in enumerate(self.results)],
+            "gemm_peak": [asdict(p) for p in self.peaks],
             "notes": list(self.notes),
         }
 
@@ -594,6 +601,182 @@ def measure_floors(bark: Bark, options: BenchOptions, say: Status) -> tuple[Band
                        for stage in ("semantic", "coarse")]
 
 
+# --- roofline ------------------------------------------------------------------------------
+
+# The GEMM that measures a dtype's peak: the fine stage's shape (1024 frames) at its widest product.
+GEMM_SHAPE = (1024, 1024, 4096)
+
+
+@dataclass
+class GemmPeak:
+    """Floating-point (or int8) operations per second of one (m x k) @ (k x n) product, best of a
+    few, through the fastest of torch.mm and the kernel the model's linears call for that dtype."""
+
+    dtype: str
+    flops_per_s: float
+    shape: tuple[int, int, int] = GEMM_SHAPE
+
+
+@dataclass
+class StageRoofline:
+    """One stage's work against the machine's roofline: `flops` at the GEMM peak or `bytes` at the
+    strict bandwidth, whichever takes longer, is the least time the stage could take."""
+
+    stage: str
+    flops: float
+    bytes: float
+    seconds: float  # the stage as measured in the run
+    peak_flops_per_s: float
+    peak_dtype: str
+    bytes_per_s: float
+
+    @property
+    def compute_seconds(self) -> float:
+        return self.flops / self.peak_flops_per_s
+
+    @property
+    def memory_seconds(self) -> float:
+        return self.bytes / self.bytes_per_s
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_seconds >= self.memory_seconds else "memory"
+
+    @property
+    def roof_seconds(self) -> float:
+        return max(self.compute_seconds, self.memory_seconds)
+
+    @property
+    def fraction(self) -> float:
+        """Share of the roofline reached: the least possible time over the measured one."""
+        return self.roof_seconds / self.seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | dict(compute_seconds=self.compute_seconds, memory_seconds=self.memory_seconds,
+                                   bound=self.bound, roof_seconds=self.roof_seconds, fraction=self.fraction)
+
+
+def cpu_flags() -> set[str]:
+    with contextlib.suppress(OSError):
+        match = re.search(r"^flags\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        if match:
+            return set(match.group(1).split())
+    return set()
+
+
+def has_int8_dot(flags: set[str]) -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI or AMX), where int8 GEMMs gain."""
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+@torch.inference_mode()
+def measure_gemm_peak(runtime: Runtime, dtype: torch.dtype, shape: tuple[int, int, int] = GEMM_SHAPE,
+                      repeats: int = 3) -> GemmPeak:
+    m, k, n = shape
+    device = runtime.device
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (m, k), dtype=dtype, device=device)
+        b = torch.randint(-127, 128, (k, n), dtype=dtype, device=device)
+        kernels = [lambda: torch._int_mm(a, b)]
+    else:
+        a = torch.randn(m, k, device=device).to(dtype)
+        b = torch.randn(n, k, device=device).to(dtype)  # (out, in), as a linear's weight
+        kernels = [lambda: torch.mm(a, b.t())]
+        if device.type == "cpu" and ONEDNN_LINEAR:
+            kernels.append(lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], ""))
+    best = math.inf
+    for kernel in kernels:
+        kernel()
+        for _ in range(repeats):
+            runtime.sync()
+            start = time.perf_counter()
+            kernel()
+            runtime.sync()
+            best = min(best, time.perf_counter() - start)
+    return GemmPeak(str(dtype).removeprefix("torch."), 2 * m * k * n / best, shape)
+
+
+def peak_dtypes(runtime: Runtime, flags: set[str] | None = None) -> list[torch.dtype]:
+    """float32 and the run's dtype everywhere; on the CPU bfloat16 too, and int8 where the CPU
+    has int8 dot products and this PyTorch its int8 GEMM."""
+    dtypes = [torch.float32]
+    if runtime.device.type == "cpu":
+        dtypes.append(torch.bfloat16)
+        if has_int8_dot(cpu_flags() if flags is None else flags) and hasattr(torch, "_int_mm"):
+            dtypes.append(torch.int8)
+    if runtime.dtype not in dtypes:
+        dtypes.append(runtime.dtype)
+    return dtypes
+
+
+def block_matrix_params(config) -> int:
+    """Weights of one transformer block's four matrices (biases and norms left out)."""
+    return 12 * config.hidden_size ** 2
+
+
+def gpt_step_counts(config, head_rows: int, position: int, batch: int, weight_bytes: int,
+                    kv_bytes: int) -> tuple[float, float]:
+    """FLOPs and bytes of one decode step at `position` (tokens already cached) for `batch` rows:
+    2 per weight per row for the matrices and the head's rows computed, 4 * position * width per
+    layer and row for attention (scores and the weighted sum); the matrices read once, the KV
+    cache once per row. Element sizes in bytes."""
+    c = config
+    params = c.num_layers * block_matrix_params(c) + head_rows * c.hidden_size
+    kv_values = 2 * c.num_layers * (position + 1) * c.hidden_size
+    flops = batch * (2 * params + 2 * kv_values)
+    return float(flops), float(params * weight_bytes + batch * kv_values * kv_bytes)
+
+
+def fine_pass_counts(config, frames: int, head_rows: int, batch: int, weight_bytes: int) -> tuple[float, float]:
+    """FLOPs and bytes of one codebook pass of the fine model over `frames` positions for `batch`
+    items: 2 per weight per frame, bidirectional attention 4 * frames^2 * width per layer; the
+    weights read once per pass (activations left out: the stage is compute-bound)."""
+    c = config
+    params = c.num_layers * block_matrix_params(c) + head_rows * c.hidden_size
+    flops = batch * (2 * params * frames + 4 * c.num_layers * frames ** 2 * c.hidden_size)
+    return float(flops), float(params * weight_bytes)
+
+
+def stage_counts(config: BarkConfig, gen: GenerationConfig, run: RunResult, weight_bytes: dict[str, int],
+                 kv_bytes: int) -> dict[str, tuple[float, float]]:
+    """FLOPs and bytes per GPT stage of a run, every decode step counted at the stage's middle
+    position (prefills left out: they are a few percent of the steps' work)."""
+    positions = step_positions(run.semantic_tokens, gen)
+    coarse_steps = 2 * run.coarse_frames
+    passes = gen.n_fine_codebooks - gen.n_coarse_codebooks  # the codebooks the fine stage predicts
+    out = {}
+    flops, nbytes = gpt_step_counts(config.semantic, config.semantic.output_vocab_size, positions["semantic"],
+                                    run.batch_size, weight_bytes["semantic"], kv_bytes)
+    out["semantic"] = (run.semantic_tokens * flops, run.semantic_tokens * nbytes)
+    flops, nbytes = gpt_step_counts(config.coarse, gen.codebook_size, positions["coarse"], run.batch_size,
+                                    weight_bytes["coarse"], kv_bytes)
+    out["coarse"] = (coarse_steps * flops, coarse_steps * nbytes)
+    flops, nbytes = fine_pass_counts(config.fine, gen.max_fine_input_length, gen.codebook_size, run.batch_size,
+                                     weight_bytes["fine"])
+    out["fine"] = (run.fine_windows * passes * flops, run.fine_windows * passes * nbytes)
+    return out
+
+
+def measure_peaks(bark: Bark, say: Status) -> list[GemmPeak]:
+    dtypes = peak_dtypes(bark.runtime)
+    say("measuring the GEMM peak (" + ", ".join(str(d).removeprefix("torch.") for d in dtypes) + ")")
+    return [measure_gemm_peak(bark.runtime, dtype) for dtype in dtypes]
+
+
+def stage_rooflines(bark: Bark, run: RunResult, bandwidth: Bandwidth,
+                    peaks: Sequence[GemmPeak]) -> list[StageRoofline]:
+    runtime = bark.runtime
+    by_dtype = {p.dtype: p for p in peaks}
+    peak = by_dtype.get(runtime.dtype_name) or by_dtype["float32"]
+    itemsize = runtime.dtype.itemsize
+    quantized = 1 if runtime.quantize == "int8" else itemsize
+    weight_bytes = {"semantic": quantized, "coarse": quantized, "fine": itemsize}
+    counts = stage_counts(bark.weights.config, bark.config, run, weight_bytes,
+                          bark.weights.semantic.cache_dtype.itemsize)
+    return [StageRoofline(stage, flops, nbytes, run.seconds[stage], peak.flops_per_s, peak.dtype,
+                          bandwidth.strict_bytes_per_s) for stage, (flops, nbytes) in counts.items()]
+
+
 # --- generate calls ------------------------------------------------------------------------
 
 
@@ -693,12 +876,14 @@ def run_benchmark(options: BenchOptions, status: Status | None = None) -> BenchR
         bandwidth, floors = measure_floors(bark, options, say)
         tokens = [int(n) for n in options.tokens]
         label = dtype_label(bark)
+        peaks = measure_peaks(bark, say) if bandwidth else []
         results = [summarize("bark-cli", label, options.batch_size,
                              [timed_run(bark, options, n, r, say) for r in range(options.repeats)])
                    for n in tokens]
+        rooflines = [stage_rooflines(bark, run, bandwidth, peaks) for run in results] if peaks else []
         return BenchReport(options=replace(options, tokens=tokens), environment=environment(bark.device),
                            model=model_info(bark, options), bandwidth=bandwidth, floors=floors, results=results,
-                           notes=report_notes(results, floors))
+                           notes=report_notes(results, floors), peaks=peaks, rooflines=rooflines)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -818,11 +1003,31 @@ def floor_lines(report: BenchReport) -> list[str]:
     return lines
 
 
+def roofline_lines(report: BenchReport) -> list[str]:
+    """The GEMM peaks and, per token count, each GPT stage against the roofline."""
+    if not report.peaks:
+        return []
+    m, k, n = report.peaks[0].shape
+    lines = ["", f"roofline: GEMM peak ({m} x {k}) @ ({k} x {n}): "
+             + ", ".join(f"{p.dtype} {p.flops_per_s / 1e9:.0f} GFLOP/s" for p in report.peaks)
+             + (f"; bandwidth {report.bandwidth.strict_bytes_per_s / 1e9:.1f} GB/s (strict)"
+                if report.bandwidth else "")]
+    for run, stages in zip(report.results, report.rooflines):
+        lines.append(f"  {run.semantic_tokens} tokens x {run.batch_size} (decode steps at the stage's middle "
+                     "position, prefills left out):")
+        lines.append(f"  {'stage':<9}{'GFLOP':>10}{'GB':>9}{'bound':>9}{'roof':>10}{'measured':>10}{'reached':>9}")
+        for s in stages:
+            lines.append(f"  {s.stage:<9}{s.flops / 1e9:>10.1f}{s.bytes / 1e9:>9.2f}{s.bound:>9}"
+                         f"{seconds_text(s.roof_seconds):>10}{seconds_text(s.seconds):>10}{s.fraction:>8.0%}")
+    return lines
+
+
 def format_report(report: BenchReport) -> list[str]:
     """The report as text lines: a header, one table per token count, the decode-step floors."""
     lines = header_lines(report)
     for run in report.results:
         lines += run_lines([("bark-cli", run)], report.environment)
     lines += floor_lines(report)
+    lines += roofline_lines(report)
     lines += [f"note: {note}" for note in report.notes]
     return [line.rstrip() for line in lines]

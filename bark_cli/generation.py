@@ -333,7 +333,7 @@ def generate_fine(
         batch = torch.stack([buffers[i][s : s + window] for i, s in zip(active, starts)])  # (b, 1024, 8)
         keep = torch.stack([torch.arange(window, device=device) >= f - s for s, f in zip(starts, fills)])
         for book in range(n_given, n_books):
-            logits = model(book, batch)[:, :, :book_size]
+            logits = model(book, batch, rows=slice(0, book_size))  # the rest of the vocabulary is never kept
             predicted = sample(logits, sampling, _rows(generator, active))
             # Write in place so the next codebook is conditioned on this one's predictions.
             batch[:, :, book] = torch.where(keep, predicted, batch[:, :, book])

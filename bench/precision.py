@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bark_cli import Bark  # noqa: E402
 from bark_cli.bench import DEFAULT_TEXT, bark_config  # noqa: E402
+from bark_cli.models.fine import FineGPT  # noqa: E402
 from bark_cli.models.gpt import GPT  # noqa: E402
 from bark_cli.models.quantize import quantize_int8  # noqa: E402
 
@@ -43,6 +44,23 @@ def logit_error(model: GPT, ids: torch.Tensor) -> dict[str, float]:
     return out
 
 
+def fine_logit_error(model: FineGPT, codes: torch.Tensor) -> dict[str, float]:
+    """The fine stage's kept logits (1024 ids, codebooks 2..7) in bfloat16 against float32, as
+    logit_error measures them (its weights stay bfloat16 under int8: int8 is for the GPT stages)."""
+    other = FineGPT(model.config)
+    other.load_state_dict(model.state_dict())
+    other = other.to(torch.bfloat16).eval()
+    worst, total, books = 0.0, 0.0, 0
+    with torch.inference_mode():
+        for book in range(2, model.config.n_codes_total):
+            reference = model(book, codes, rows=slice(0, 1024)).float()
+            diff = (other(book, codes, rows=slice(0, 1024)).float() - reference).abs()
+            std = reference.std()
+            worst, total = max(worst, (diff.max() / std).item()), total + (diff.mean() / std).item()
+            books += 1
+    return {"max_rel": worst, "mean_rel": total / books}
+
+
 def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     n = min(len(a), len(b))
     same = a[:n] == b[:n]
@@ -61,6 +79,10 @@ def main() -> None:
         ids = torch.randint(0, 10_000, (1, 300))
         for name, err in logit_error(model, ids).items():
             print(f"semantic logits, {name}: max {err['max_rel']:.3f}, mean {err['mean_rel']:.4f} of the logit std")
+        fine = FineGPT(bark_config("bark-small").fine).eval()
+        err = fine_logit_error(fine, torch.randint(0, 1024, (1, 1024, 8)))
+        print(f"fine logits (codebooks 2-7), bfloat16: max {err['max_rel']:.3f}, mean {err['mean_rel']:.4f} "
+              "of the logit std")
         return
     full = Bark.load(args.model, device="cpu", dtype="float32")
     ids = torch.randint(0, 10_000, (1, 300))

@@ -291,3 +291,69 @@ def test_decode_breakdown_script_runs_and_checks_its_fused_step():
     lines = result.stdout.splitlines()
     assert lines[1].startswith("floor ") and [line.split()[0] for line in lines[2:]] == [
         "model", "fused", "fused-mkl", "matmuls", "matmuls-mkl", "+", "+", "+"]
+
+
+def test_roofline_counts_tiny_by_hand():
+    """FLOPs and bytes of the tiny config (2 layers, width 32), worked out by hand: a block's four
+    matrices hold 12 * 32^2 = 12288 weights, so two blocks 24576."""
+    config = bench.bark_config("tiny")
+    gen = bench.GenerationConfig()
+    # semantic step at position 263, float32 weights and cache: matrices plus the 10048-row head
+    # = 24576 + 321536 = 346112 weights; keys and values of 264 positions, 2 layers: 2*2*264*32
+    flops, nbytes = bench.gpt_step_counts(config.semantic, 10_048, 263, 1, 4, 4)
+    assert flops == 2 * 346_112 + 2 * 33_792
+    assert nbytes == 4 * 346_112 + 4 * 33_792
+    # batch 3 multiplies the FLOPs and the cache read, not the weights read
+    flops3, nbytes3 = bench.gpt_step_counts(config.semantic, 10_048, 263, 3, 2, 4)
+    assert flops3 == 3 * flops and nbytes3 == 2 * 346_112 + 3 * 4 * 33_792
+    # one fine pass over 1024 frames with the 1024 kept head rows: 24576 + 32768 = 57344 weights;
+    # attention 4 * 1024^2 * 32 per layer
+    flops, nbytes = bench.fine_pass_counts(config.fine, 1024, 1024, 1, 2)
+    assert flops == 2 * 57_344 * 1024 + 2 * 4 * 1024 ** 2 * 32 == 385_875_968
+    assert nbytes == 2 * 57_344
+    # a run of 12 semantic tokens, 18 coarse frames and one fine window: the semantic steps at
+    # position 256 + 1 + 6, the fine stage's six codebook passes
+    run = bench.RunResult("bark-cli", "float32", 1, TOKENS, FRAMES, FRAMES, 1, FRAMES * 320, 24_000,
+                          seconds={k: 1.0 for k in (*bench.STAGES, "total")})
+    counts = bench.stage_counts(config, gen, run, {"semantic": 4, "coarse": 4, "fine": 4}, 4)
+    step = bench.gpt_step_counts(config.semantic, 10_048, 263, 1, 4, 4)
+    assert counts["semantic"] == (12 * step[0], 12 * step[1])
+    assert counts["fine"] == (6 * 385_875_968, 6 * 4 * 57_344)
+    assert counts["coarse"][0] > 0 and set(counts) == {"semantic", "coarse", "fine"}
+
+
+def test_roofline_in_report_and_json(alone):
+    dtypes = [p.dtype for p in alone.peaks]
+    assert dtypes[:2] == ["float32", "bfloat16"]
+    assert ("int8" in dtypes) == bench.has_int8_dot(bench.cpu_flags())
+    assert all(p.flops_per_s > 0 and p.shape == bench.GEMM_SHAPE for p in alone.peaks)
+    (stages,) = alone.rooflines
+    assert [s.stage for s in stages] == ["semantic", "coarse", "fine"]
+    for s in stages:
+        assert s.roof_seconds == max(s.flops / s.peak_flops_per_s, s.bytes / s.bytes_per_s)
+        assert s.fraction == pytest.approx(s.roof_seconds / s.seconds)
+        assert s.peak_dtype == "float32"
+    # decode steps stream weights; the fine stage's 1024-frame passes reuse them
+    assert [s.bound for s in stages] == ["memory", "memory", "compute"]
+    text = "\n".join(format_report(alone))
+    assert "roofline: GEMM peak (1024 x 1024) @ (1024 x 4096): float32" in text and "reached" in text
+    data = json.loads(alone.to_json())
+    assert [p["dtype"] for p in data["gemm_peak"]] == dtypes
+    (result,) = data["results"]
+    assert [s["stage"] for s in result["roofline"]] == ["semantic", "coarse", "fine"]
+    assert result["roofline"][2]["fraction"] == pytest.approx(stages[2].fraction)
+
+
+def test_fine_stage_script_runs_and_measures_against_float32():
+    """bench/fine_stage.py times the fine stage's six passes both ways and prints each dtype's
+    logit error against float32: none for float32 itself (the same weights and kernels)."""
+    script = ROOT / "bench" / "fine_stage.py"
+    result = subprocess.run([sys.executable, str(script), "--config", "tiny", "--rounds", "1", "--threads", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    header, f32, bf16 = result.stdout.splitlines()
+    assert header.startswith("tiny fine stage, one window (6 passes x 1024 frames), batch 1")
+    # 6 passes of the hand-counted 385,875,968 FLOPs (test_roofline_counts_tiny_by_hand)
+    assert header.endswith(f"{6 * 385_875_968 / 1e9:.0f} GFLOP")
+    assert f32.split()[0] == "float32" and "logits vs float32: max 0.000, mean 0.0000" in f32
+    assert bf16.split()[0] == "bfloat16" and "of the bfloat16 GEMM peak" in bf16

@@ -204,23 +204,58 @@ def test_linear_matches_float64_on_every_path(bias, shape):
             layer.weight.grad = None
 
 
+@pytest.mark.parametrize("gelu_out", [False, True])
 @pytest.mark.parametrize("rows", [1, 8])  # a decode step (PyTorch's own kernel), a batch (oneDNN)
-def test_bfloat16_linear_matches_float64(rows):
+def test_bfloat16_linear_matches_float64(rows, gelu_out):
     from bark_cli.models.kernels import Linear
 
     torch.manual_seed(0)
     layer = Linear(256, 192).to(torch.bfloat16)
     x = torch.randn(rows, 1, 256).bfloat16()
     expected = x.double() @ layer.weight.double().T + layer.bias.double()
+    if gelu_out:
+        expected = expected * 0.5 * (1 + torch.erf(expected / 2**0.5))
     with torch.inference_mode():
-        got = layer(x)
+        got = layer(x, gelu_out=gelu_out)
     assert got.dtype == torch.bfloat16 and torch.backends.mkldnn.enabled  # switched back
     torch.testing.assert_close(got.double(), expected, rtol=2e-2, atol=5e-2)
 
 
+def test_bfloat16_rows_fuse_the_gelu_where_pytorch_uses_onednn():
+    """Many bfloat16 rows run oneDNN's product with the GELU in it, exactly where PyTorch would
+    send the product to oneDNN itself; one row keeps PyTorch's own kernel."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bark_cli.models.kernels import ONEDNN_BF16_LINEAR, Linear
+
+    if not ONEDNN_BF16_LINEAR:
+        pytest.skip("this CPU or PyTorch build has no oneDNN bfloat16 product")
+    layer = Linear(64, 96).to(torch.bfloat16)
+
+    def ops(x):
+        with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode():
+            layer(x, gelu_out=True)
+        return {event.key for event in prof.key_averages()}
+
+    many = ops(torch.randn(16, 64).bfloat16())
+    assert "mkldnn::_linear_pointwise" in many and "aten::gelu" not in many
+    assert "mkldnn::_linear_pointwise" not in ops(torch.randn(1, 64).bfloat16())
+
+
+def test_fine_head_rows_are_the_kept_logits(ours):
+    """Generation keeps codebook ids 0..1023 of the fine head's 1056: computing only those rows
+    gives the same logits."""
+    codes = torch.randint(0, 1056, (2, 1024, 8), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        for book in (2, 7):
+            kept = ours.fine(book, codes, rows=slice(0, 1024))
+            assert kept.shape == (2, 1024, 1024)
+            torch.testing.assert_close(kept, ours.fine(book, codes)[:, :, :1024], **TOL)
+
+
 def test_float32_cpu_linears_run_on_onednn():
     """The point of Linear: in inference on the CPU, float32 products go to oneDNN (with the GELU
-    fused), not to MKL's matrix-vector path; bfloat16 and autograd keep F.linear."""
+    fused), not to MKL's matrix-vector path; a bfloat16 row and autograd keep F.linear."""
     from bark_cli.models.gpt import MLP
     from bark_cli.models.kernels import ONEDNN_LINEAR
     from bark_cli.config import GPTConfig

@@ -46,8 +46,9 @@ class FineGPT(nn.Module):
             for i in range(config.n_codes_total - config.n_codes_given)
         }
 
-    def forward(self, codebook: int, codes: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, output_vocab_size) for `codebook`, from `codes` (B, T, n_codes_total)."""
+    def forward(self, codebook: int, codes: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """Logits (B, T, output_vocab_size) for `codebook`, from `codes` (B, T, n_codes_total);
+        `rows` computes only those vocabulary entries (generation keeps the first 1024 of 1056)."""
         if not self.config.n_codes_given <= codebook < self.config.n_codes_total:
             raise ValueError(f"the fine model predicts codebooks {self.config.n_codes_given}..{self.config.n_codes_total - 1}")
         x = self.input_embeds_layers[0](codes[:, :, 0])
@@ -57,4 +58,4 @@ class FineGPT(nn.Module):
         x = x + self.position_embeds_layer(positions)
         for block in self.layers:
             x = block(x)
-        return self.lm_heads[codebook - self.config.n_codes_given](self.layernorm_final(x))
+        return self.lm_heads[codebook - self.config.n_codes_given](self.layernorm_final(x), rows)
