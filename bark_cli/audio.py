@@ -1,4 +1,5 @@
-"""Audio out: join segments, and write wav/flac/ogg/mp3 files atomically or a WAV to stdout.
+"""Audio out: join segments, and write wav/flac/ogg/mp3 files atomically or a WAV to stdout;
+stream segments as they are made (a WAV of unknown length, or headerless PCM) through a writer thread.
 
 A file is written to a temporary name beside the target and renamed over it (`os.replace`,
 atomic on one file system), so an interrupted or failed run never leaves a half-written file
@@ -11,9 +12,13 @@ from __future__ import annotations
 import errno
 import io
 import os
+import queue
 import re
+import stat
+import struct
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -170,7 +175,7 @@ def write_audio(
     return str(path)
 
 
-def write_all(stream: BinaryIO, data: bytes) -> None:
+def write_all(stream: BinaryIO, data: bytes, name: str = "stdout") -> None:
     """Write every byte of `data` to `stream` and flush, or raise OutputError saying why not
     (a full disk, a file size limit, a short write). A reader that closed the pipe is not an
     error of ours: BrokenPipeError goes up as it is, for the caller to end quietly."""
@@ -182,10 +187,10 @@ def write_all(stream: BinaryIO, data: bytes) -> None:
     except OSError as exc:
         if exc.errno == errno.EPIPE:
             raise
-        raise OutputError(f"cannot write to stdout: {exc.strerror or exc}",
+        raise OutputError(f"cannot write to {name}: {exc.strerror or exc}",
                           "the output was cut short; check the disk or the size limit") from None
     if written is not None and written != len(data):
-        raise OutputError(f"cannot write to stdout: {written} of {len(data)} bytes went out",
+        raise OutputError(f"cannot write to {name}: {written} of {len(data)} bytes went out",
                           "the output was cut short; check the disk or the size limit")
 
 
@@ -272,3 +277,172 @@ def _new_file_mode(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+# --- Streaming: each segment out as soon as it is made ------------------------------------------------
+
+# --raw's sample formats (as piper's --output-raw): little-endian, mono, no header.
+RAW_FORMATS = {"s16le": "PCM_16", "f32le": "FLOAT"}
+# What a writer that cannot go back puts in a WAV header's two sizes (sox and ffmpeg on a pipe):
+# readers take the data to run to the end of the stream.
+UNKNOWN_SIZE = 0xFFFFFFFF
+# subtype -> (WAVE format tag, bits per sample): 1 is integer PCM, 3 IEEE float.
+_WAV_TAGS = {"PCM_16": (1, 16), "PCM_24": (1, 24), "FLOAT": (3, 32)}
+# Segments waiting for the writer. Generation only waits when this many are queued, which takes
+# a reader much slower than real time (a segment is ~13 s of audio).
+STREAM_QUEUE = 8
+
+
+def wav_header(sample_rate: int, subtype: str = "PCM_16", data_bytes: int | None = None) -> bytes:
+    """The 44-byte header of a mono WAV: RIFF, WAVE, a 16-byte fmt chunk, the data chunk's start.
+    `data_bytes=None` (a stream of unknown length) writes UNKNOWN_SIZE in both sizes. For PCM_16
+    it is byte for byte the header libsndfile writes for a file of `data_bytes`."""
+    if subtype not in _WAV_TAGS:
+        raise OutputError(f"a streamed WAV holds {', '.join(_WAV_TAGS)} samples, not {subtype}",
+                          "write a file with -o FILE for other sample formats")
+    tag, bits = _WAV_TAGS[subtype]
+    width = bits // 8
+    riff = UNKNOWN_SIZE if data_bytes is None else min(36 + data_bytes, UNKNOWN_SIZE)
+    data = UNKNOWN_SIZE if data_bytes is None else min(data_bytes, UNKNOWN_SIZE)
+    fmt = struct.pack("<HHIIHH", tag, 1, sample_rate, sample_rate * width, width, bits)
+    return (b"RIFF" + struct.pack("<I", riff) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", data))
+
+
+def pcm(audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:
+    """Headerless little-endian mono samples, converted by libsndfile's own writer, so that each
+    sample equals the one a .wav file of the same audio holds."""
+    audio = _prepare(audio, subtype)
+    buffer = io.BytesIO()
+    if len(audio):
+        with sf.SoundFile(buffer, "w", sample_rate, 1, subtype, endian="LITTLE", format="RAW") as handle:
+            handle.write(audio)
+    return buffer.getvalue()
+
+
+def _patchable(stream: BinaryIO) -> bool:
+    """Whether the sizes of a WAV header already written to `stream` can be put right at the end:
+    a regular file not opened for appending (`-o - > out.wav`), or a buffer in memory."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        seekable = getattr(stream, "seekable", None)
+        return bool(seekable and seekable())
+    try:
+        import fcntl
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+            return False
+        return stream.seekable()
+    except (ImportError, OSError, ValueError):
+        return False
+
+
+_END = object()
+
+
+class SegmentStream:
+    """Segments of audio out to one binary stream as they come, in order, with `gap_seconds` of
+    silence between: a WAV of unknown length (`header=True`) or headerless PCM.
+
+    A thread of its own does the writing behind a queue of STREAM_QUEUE segments, so generation
+    goes on while a slow reader (a pipe, a player) takes the audio, and waits only when the queue
+    is full. A failed write (write_all's OutputError, or BrokenPipeError for a reader that left)
+    stops the writing and is raised in the caller's thread by the next `put` or by `close`. When
+    the stream is a regular file, `close` puts the header's sizes right, so the file is the one
+    `write_audio` makes.
+
+        with SegmentStream(sys.stdout.buffer, 24_000) as out:
+            for segment in segments:
+                out.put(segment)
+    """
+
+    def __init__(self, stream: BinaryIO, sample_rate: int, subtype: str = "PCM_16", *, header: bool = True,
+                 gap_seconds: float = 0.25, name: str = "stdout", depth: int = STREAM_QUEUE):
+        if subtype not in _WAV_TAGS:
+            wav_header(sample_rate, subtype)  # raises the OutputError that says why
+        self.stream, self.sample_rate, self.subtype, self.header, self.name = stream, sample_rate, subtype, header, name
+        self.gap = bytes(int(round(gap_seconds * sample_rate)) * (_WAV_TAGS[subtype][1] // 8))
+        self.data_bytes = 0
+        self.segments = 0
+        self._patch = header and _patchable(stream)
+        self._start = 0
+        self._error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        # A daemon: a run ended by Ctrl-C or an error must not wait for a reader that never reads.
+        self._thread = threading.Thread(target=self._run, name=f"bark-writer-{name}", daemon=True)
+        self._thread.start()
+
+    def put(self, audio: np.ndarray) -> None:
+        """Queue one segment (float32 mono); raise the writer's error if it has failed."""
+        self._raise()
+        self._queue.put(np.asarray(audio, dtype=np.float32).reshape(-1))
+
+    def close(self) -> None:
+        """Wait until every queued segment is out, then raise the writer's error if it failed."""
+        self._queue.put(_END)
+        self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop without waiting (the run failed or was interrupted): queued segments are dropped."""
+        self._error = self._error or _Aborted()
+        try:
+            self._queue.put_nowait(_END)
+        except queue.Full:
+            pass  # the writer is busy; it is a daemon and ends with the process
+
+    def __enter__(self) -> "SegmentStream":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _raise(self) -> None:
+        if self._error is not None and not isinstance(self._error, _Aborted):
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                break
+            if self._error is not None:
+                continue  # failed: drain, so that `put` never blocks on a writer that stopped
+            try:
+                self._write(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+        if self._error is None and self._patch and self.segments:
+            try:
+                self._patch_sizes()
+            except BaseException as exc:  # noqa: BLE001
+                self._error = exc
+
+    def _write(self, audio: np.ndarray) -> None:
+        samples = pcm(audio, self.sample_rate, self.subtype)
+        if self.segments:
+            data = self.gap + samples
+        elif self.header:
+            if self._patch:
+                self._start = self.stream.tell()
+            data = wav_header(self.sample_rate, self.subtype) + samples
+        else:
+            data = samples
+        write_all(self.stream, data, self.name)
+        self.data_bytes += len(samples) + (len(self.gap) if self.segments else 0)
+        self.segments += 1
+
+    def _patch_sizes(self) -> None:
+        end = self.stream.tell()
+        header = wav_header(self.sample_rate, self.subtype, self.data_bytes)
+        self.stream.seek(self._start)
+        write_all(self.stream, header, self.name)
+        self.stream.seek(end)
+
+
+class _Aborted(Exception):
+    """The caller stopped the stream; nothing to report."""

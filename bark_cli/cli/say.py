@@ -1,14 +1,18 @@
-"""`bark say`: speak a text into an audio file."""
+"""`bark say`: speak a text into an audio file, to stdout as it is made, or out of the speakers."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .. import audio, checkpoint, presets
+from .. import audio, checkpoint, playback, presets
 from ..config import GenerationConfig, SamplingOptions
 from ..errors import InputError, OutputError
 from ..text import DEFAULT_MAX_CHARS, load_tokenizer, plan_segments
@@ -29,8 +33,14 @@ SAY_EXAMPLES = examples(
     'bark say "Hello [laughter]" -o hello.wav',
     'bark say "Bonjour !" --voice v2/fr_speaker_1 --seed 7 -o bonjour.flac',
     'echo "Piped text." | bark say - -o - > piped.wav',
+    'bark say -f story.txt --raw | aplay -q -r 24000 -f S16_LE -',
     "bark say -f story.txt --voice me --device cuda --json -o story.ogg",
 )
+
+
+class RawFormat(str, Enum):
+    s16le = "s16le"
+    f32le = "f32le"
 
 
 @sampling_options
@@ -50,6 +60,13 @@ def say(
     subtype: Annotated[Subtype | None, typer.Option(
         case_sensitive=False, metavar="PCM_16|PCM_24|FLOAT", help="Samples of .wav/.flac (default PCM_16).",
         show_default=False)] = None,
+    play: Annotated[bool, typer.Option(
+        "--play", help="Also play it (the default with no -o on a terminal).")] = False,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Headerless samples on stdout, as they are made.")] = False,
+    raw_format: Annotated[RawFormat, typer.Option(
+        case_sensitive=False, metavar="s16le|f32le", help="Samples of --raw (default s16le).",
+        show_default=False)] = RawFormat.s16le,
     save_voice: Annotated[Path | None, typer.Option(
         metavar="NPZ", help="Also save the voice used, for --voice.", show_default=False, dir_okay=False)] = None,
     overwrite: OverwriteOpt = False,
@@ -82,17 +99,32 @@ def say(
     words = read_text(text, file)
     if dry_run:
         return _dry_run(out, words, model, revision, max_segment_chars, no_split)
-    if output is None:
-        raise typer.BadParameter("give the audio file to write, or - for stdout", param_hint="--output")
-    if output == audio.STDOUT and as_json:
+    subtype_name = subtype.value if subtype else None
+    if raw and output not in (None, audio.STDOUT):
+        raise typer.BadParameter("--raw writes to stdout; leave -o out", param_hint="--raw")
+    if raw and subtype is not None:
+        raise typer.BadParameter("--raw takes --raw-format, not --subtype", param_hint="--subtype")
+    to_stdout = raw or output == audio.STDOUT
+    if output is None and not raw and not play:
+        if not sys.stdout.isatty():
+            raise typer.BadParameter("give the audio file to write, - for stdout, or --play to hear it",
+                                     param_hint="--output")
+        play = True  # on a terminal, with nowhere to write: say it out loud
+    if to_stdout and as_json:
         raise typer.BadParameter("--json and -o - both want stdout; write the audio to a file", param_hint="--json")
-    if output == audio.STDOUT and sys.stdout.isatty():
+    if to_stdout and sys.stdout.isatty():
         raise OutputError("stdout is a terminal, not a place for audio", "redirect it (> out.wav) or give -o FILE")
-    audio.check_output(output, subtype.value if subtype else None, overwrite)
+    if raw:
+        stream_subtype = audio.RAW_FORMATS[raw_format.value]
+    elif output == audio.STDOUT:
+        stream_subtype = subtype_name or "PCM_16"
+    elif output is not None:
+        audio.check_output(output, subtype_name, overwrite)
     if save_voice is not None:
         if save_voice.suffix.lower() != ".npz":
             raise InputError(f"--save-voice {save_voice} is not a .npz name", "end it in .npz")
         audio.check_destination(save_voice, overwrite)
+    player = playback.find_player() if play else None
     # Every voice is checked before the model loads: a mistyped name costs no load.
     local_voice = presets.check_voice(voice, model, revision) if voice else None
 
@@ -100,15 +132,34 @@ def say(
 
     bark, load_seconds = load_model(out, model, revision, hardware)
     prompt = local_voice.prompt if local_voice else bark.resolve_voice(voice)
-    with out.stages() as progress:
-        speech = longform.speak(
-            bark, words, voice=prompt, voice_mode=voice_mode.value, split=not no_split,
-            max_segment_chars=max_segment_chars, gap=gap, batch_size=batch, seed=seed, sampling=sampling,
-            progress=progress)
-    for warning in speech.warnings:
-        out.warning(warning)
-
-    written = audio.write_audio(output, speech.audio, speech.sample_rate, subtype.value if subtype else None, overwrite)
+    with contextlib.ExitStack() as sinks:
+        # Each segment goes to stdout and the player as soon as it is made; a file waits for the whole.
+        # Entered before stdout, so left after it: stdout is complete while the player still plays.
+        outlets = []
+        if player is not None:
+            outlets.append(sinks.enter_context(playback.Playback(player, bark.sample_rate, gap)))
+        if to_stdout:
+            sys.stdout.flush()
+            outlets.append(sinks.enter_context(audio.SegmentStream(
+                sys.stdout.buffer, bark.sample_rate, stream_subtype, header=not raw, gap_seconds=gap)))
+        made = []
+        with out.stages() as progress:
+            parts = longform.stream(
+                bark, words, voice=prompt, voice_mode=voice_mode.value, split=not no_split,
+                max_segment_chars=max_segment_chars, batch_size=batch, seed=seed, sampling=sampling,
+                progress=progress)
+            for part in parts:
+                made.append(part)
+                for outlet in outlets:
+                    outlet.put(part.audio)
+        speech = longform.gather(made, bark.sample_rate, gap)
+        for warning in speech.warnings:
+            out.warning(warning)
+        written = None
+        if output not in (None, audio.STDOUT):
+            written = audio.write_audio(output, speech.audio, speech.sample_rate, subtype_name, overwrite)
+        elif to_stdout:
+            written = audio.STDOUT
     if save_voice is not None:
         _save_voice(speech.voice, save_voice)
 
@@ -116,6 +167,7 @@ def say(
     if as_json:
         out.data({
             "output": written,
+            "player": player.name if player else None,
             "audio_seconds": round(speech.duration, 3),
             "sample_rate": speech.sample_rate,
             "seed": speech.seed,
@@ -133,7 +185,8 @@ def say(
         })
     else:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
-        out.note(f"wrote {written}: {speech.duration:.2f} s of audio in {len(speech.segments)} segment(s), "
+        done = f"wrote {written}" if written else "played"
+        out.note(f"{done}: {speech.duration:.2f} s of audio in {len(speech.segments)} segment(s), "
                  f"seed {speech.seed} ({stages})")
 
 
@@ -164,12 +217,12 @@ def read_text(text: str | None, file: Path | None) -> str:
     if file is not None:
         try:
             with open(file, "rb") as handle:
-                text = _decode(handle.read(MAX_TEXT_BYTES + 1), f"in {file}")
+                text = _decode(read_at_most(handle, MAX_TEXT_BYTES + 1), f"in {file}")
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the path") from None
     elif text == "-":
         stdin = getattr(sys.stdin, "buffer", None)
-        text = (_decode(stdin.read(MAX_TEXT_BYTES + 1), "on stdin") if stdin is not None
+        text = (_decode(read_at_most(stdin, MAX_TEXT_BYTES + 1), "on stdin") if stdin is not None
                 else sys.stdin.read(MAX_TEXT_BYTES + 1))
         if len(text) > MAX_TEXT_BYTES:
             raise InputError("the text on stdin is over 1 MB", "split it into several runs, or use bark batch")
@@ -178,6 +231,27 @@ def read_text(text: str | None, file: Path | None) -> str:
     if not text.strip():
         raise InputError("the text is empty", "give some text to speak")
     return text
+
+
+def read_at_most(handle, limit: int) -> bytes:
+    """Up to `limit` bytes, to the end of the file. An empty pipe or FIFO is waited on in short
+    slices: Python acts on a signal only between its own steps, so Ctrl-C or SIGTERM landing just
+    before one long blocking read would otherwise wait for input that may never come."""
+    try:
+        fd = handle.fileno()
+        select.select([fd], [], [], 0)
+    except (OSError, ValueError, AttributeError, TypeError):  # not a real file (a test's buffer)
+        return handle.read(limit)
+    chunks, size = [], 0
+    while size < limit:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        chunk = os.read(fd, min(1 << 16, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _decode(data: bytes, source: str) -> str:
