@@ -375,12 +375,17 @@ def model_info(bark: Bark, options: BenchOptions) -> dict[str, Any]:
     }
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what the platform says: every figure names its CPU."""
     with contextlib.suppress(OSError):
         match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
         if match:
-            cpu = match.group(1).strip()
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    cpu = cpu_name()
     env = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,

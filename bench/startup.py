@@ -23,6 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from bark_cli.bench import cpu_name  # noqa: E402
+
 COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {
     "bark --version": (["--version"], {}),
     "bark --help": (["--help"], {}),
@@ -39,16 +43,6 @@ def bark_script() -> str:
     if not found:
         sys.exit("error: no installed bark script (pip install -e . first)")
     return found
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_command(script: str, args: list[str], extra_env: dict[str, str], runs: int, env: dict[str, str]) -> list[float]:

@@ -16,29 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 from bark_cli import audio, checkpoint
-from bark_cli.bench import FixedTokenizer, bark_config
+from bark_cli.bench import FixedTokenizer, bark_config, cpu_name
 from bark_cli.config import GenerationConfig
 from bark_cli.longform import speak, stream
 from bark_cli.pipeline import Bark
 
 SEGMENTS = 10
 TEXT = " ".join(f"Here is sentence {i} of ten." for i in range(SEGMENTS))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Tokenizer(FixedTokenizer):
