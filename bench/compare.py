@@ -149,6 +149,9 @@ def load_both(options: BenchOptions, folder: Path, say: Status) -> tuple[Bark, A
     """bark-cli and transformers on the same weights: random ones through `folder`, or a real model."""
     transformers = import_transformers()
     if bench.is_random(options):
+        # Check the device options first: building bark's weights takes a while.
+        Runtime.choose(device=options.device, dtype=options.dtype, offload=options.offload,
+                       attention=options.attention, quantize=options.quantize, cuda_graphs=options.cuda_graphs)
         say(f"building transformers' BarkModel ({options.config}, random weights)")
         hf = random_transformers_model(bench.bark_config(options.config), options.seed)
         say("saving it for bark-cli")
