@@ -86,6 +86,19 @@ class EagerStep:
         return self.model(ids=ids, start=position, rows=rows)[:, -1]
 
 
+_capture_streams: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def capture_stream(device: torch.device) -> "torch.cuda.Stream":
+    """The one stream graphs on `device` are captured on: the model's device, not the current
+    device's (a model on cuda:1 is captured there), and one for all captures, since cuBLAS
+    keeps a workspace on the device for every stream it has run on, for the process's life."""
+    device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+    if device not in _capture_streams:
+        _capture_streams[device] = torch.cuda.Stream(device)
+    return _capture_streams[device]
+
+
 class GraphStep:
     """A decode step with fixed shapes per bucket of positions, captured as a CUDA graph on the
     first step in that bucket and replayed for every later one.
@@ -115,9 +128,7 @@ class GraphStep:
         self.position = torch.zeros((), dtype=torch.long, device=device)
         self.token_rows = step_token_rows(model)
         self.capture = device.type == "cuda"
-        # Captures run on a stream of the model's device, not the current device's default
-        # capture stream: a model on cuda:1 must be captured there.
-        self.stream = torch.cuda.Stream(device) if self.capture else None
+        self.stream = capture_stream(device) if self.capture else None
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by bucket end
         self.hidden: dict[int, torch.Tensor] = {}  # each graph's output
 

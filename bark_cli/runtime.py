@@ -21,13 +21,18 @@ from .errors import DeviceError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANTIZATIONS = (None, "int8")
-# Which SDPA kernels attention may use; None lets PyTorch choose (bark-cli's "auto").
+# Which SDPA kernels attention may use; None lets PyTorch choose among all of them ("sdpa").
+# "auto" is PyTorch's choice less cuDNN on CUDA: cuDNN's attention builds an execution plan for
+# every new sequence length, and a decode step's cache is one position longer each step, so
+# each step would pay a plan build, many times the step's own work.
 SDPA_BACKENDS = {
     "auto": None,
     "sdpa": None,
     "flash": [torch.nn.attention.SDPBackend.FLASH_ATTENTION],
     "math": [torch.nn.attention.SDPBackend.MATH],
 }
+CUDA_AUTO_BACKENDS = [torch.nn.attention.SDPBackend.FLASH_ATTENTION,
+                      torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.attention.SDPBackend.MATH]
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -202,6 +207,8 @@ class Runtime:
     def attention_kernels(self) -> contextlib.AbstractContextManager:
         """The SDPA kernels attention may use while generating."""
         backends = SDPA_BACKENDS[self.attention]
+        if backends is None and self.attention == "auto" and self.device.type == "cuda":
+            backends = CUDA_AUTO_BACKENDS
         if backends is None:
             return contextlib.nullcontext()
         if self.cuda_graphs and self.attention == "flash":

@@ -12,7 +12,7 @@
 # machine that means the GPU went unseen. Each figure's JSON report lands beside the log.
 #
 # Figures (bark, the large size, random weights, float16): one utterance of 100 semantic tokens
-# eager, with CUDA graphs, with offload, with offload and graphs; a batch of 16 at 150 tokens
+# eager, with CUDA graphs, with offload, with offload and graphs, eager with cuDNN attention; a batch of 16 at 150 tokens
 # with graphs against transformers generating the same batch in one call, and bark-cli's eager
 # batch of 16 beside them; the peak GPU memory of each.
 set -u
@@ -95,6 +95,9 @@ report bark-fp16 $bench --tokens 100
 report bark-fp16-graphs $bench --tokens 100 --cuda-graphs
 report bark-fp16-offload $bench --tokens 100 --offload
 report bark-fp16-offload-graphs $bench --tokens 100 --offload --cuda-graphs
+# The same eager run with cuDNN's attention allowed (PyTorch's own choice, `--attention sdpa`),
+# which `auto` leaves out on CUDA.
+report bark-fp16-sdpa $bench --tokens 100 --attention sdpa
 # Batch 16: bark-cli eager, then bark-cli with graphs against transformers generating the same
 # batch in one call, float16 both.
 report bark-fp16-batch16-eager $bench --tokens 150 --batch-size 16 --decode-steps 0

@@ -121,6 +121,18 @@ def test_the_sdpa_backend_is_reported(bark, attention, expected, cuda_graphs):
         assert name == expected if expected else name in {"math", "flash", "efficient", "cudnn"}
 
 
+@pytest.mark.parametrize("device,attention,cudnn", [("cuda", "auto", False), ("cuda", "sdpa", True),
+                                                     ("cpu", "auto", True)])
+def test_auto_attention_leaves_cudnn_out_on_cuda(device, attention, cudnn):
+    """cuDNN's attention plans each new sequence length anew, which a decode step meets every
+    step: `auto` leaves it out on CUDA, `sdpa` leaves the choice to PyTorch."""
+    runtime = Runtime(torch.device(device), torch.float16, attention=attention)
+    with runtime.attention_kernels():
+        assert torch.backends.cuda.cudnn_sdp_enabled() is cudnn
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored afterwards
+
+
 def test_math_attention_gives_the_same_tokens(bark, tiny_checkpoint):
     math_bark = Bark.load(tiny_checkpoint, device="cpu", dtype="float32", attention="math")
     options = dict(temperature=0.0, max_semantic_tokens=16, min_eos_p=0)
