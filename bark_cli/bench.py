@@ -88,7 +88,7 @@ class BenchOptions:
     dtype: str = "auto"
     quantize: str | None = None
     attention: str = "auto"
-    cuda_graphs: bool = False
+    cuda_graphs: bool | None = None  # None: on where the device is CUDA
     offload: bool = False
     threads: int | None = None  # torch.set_num_threads for the run
     warmup: bool = True  # one short untimed run first

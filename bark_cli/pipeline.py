@@ -119,13 +119,14 @@ class Bark:
     @classmethod
     def load(cls, model: str | os.PathLike = checkpoint.DEFAULT_MODEL, *, device: str = "auto",
              dtype: str = "auto", offload: bool = False, attention: str = "auto", quantize: str | None = None,
-             cuda_graphs: bool = False, revision: str | None = None,
+             cuda_graphs: bool | None = None, revision: str | None = None,
              progress: Callable[[str], None] | None = None) -> "Bark":
         """Find (or download) and load a model. Raises CheckpointError / DeviceError.
 
         `cuda_graphs` replays each semantic and coarse decode step as a captured CUDA graph
         (decoding.GraphStep): far fewer kernel launches per token on a GPU. The graphs are
         captured once per stage, batch size and 128-position bucket and kept with the model.
+        None (the default) turns them on where the device is CUDA; False keeps eager steps.
 
         `quantize="int8"` stores the semantic and coarse weights as int8 (per-channel scales):
         their decode steps read a quarter of the bytes. It needs bfloat16 or float16
@@ -145,7 +146,7 @@ class Bark:
     @classmethod
     def from_weights(cls, weights: checkpoint.BarkWeights, tokenizer, *, device: str = "auto", dtype: str = "auto",
                      offload: bool = False, attention: str = "auto", quantize: str | None = None,
-                     cuda_graphs: bool = False, folder: str | os.PathLike | None = None,
+                     cuda_graphs: bool | None = None, folder: str | os.PathLike | None = None,
                      model_id: str | None = None, revision: str | None = None) -> "Bark":
         """A model from weights already in memory (checkpoint.random_weights, a converted state
         dict), checked as `load` checks. Without `folder`, voices are files or user voices only."""

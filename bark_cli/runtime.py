@@ -117,6 +117,16 @@ def sdpa_choice(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | Non
         return "unknown"
 
 
+def pick_cuda_graphs(cuda_graphs: bool | None, device: torch.device) -> bool:
+    """None: graphs wherever the device is CUDA, since a replayed decode step launches its few
+    hundred kernels at once (several times faster than eager on a GPU; README's figures)."""
+    if cuda_graphs is None:
+        return device.type == "cuda"
+    if cuda_graphs and device.type != "cuda":
+        raise DeviceError("CUDA graphs need a CUDA device", "leave out --cuda-graphs, or use --device cuda")
+    return cuda_graphs
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Checked choices of where and how the models run. Build it with `choose`."""
@@ -130,8 +140,9 @@ class Runtime:
 
     @classmethod
     def choose(cls, device: str = "auto", dtype: str = "auto", attention: str = "auto", offload: bool = False,
-               quantize: str | None = None, cuda_graphs: bool = False) -> "Runtime":
-        """Check every choice against this machine and each other. Raises DeviceError."""
+               quantize: str | None = None, cuda_graphs: bool | None = None) -> "Runtime":
+        """Check every choice against this machine and each other. Raises DeviceError.
+        `cuda_graphs` None: on where the device is CUDA (pick_cuda_graphs)."""
         chosen = pick_device(device)
         if quantize not in QUANTIZATIONS:
             raise DeviceError(f"unknown quantization {quantize!r}", "use int8, or leave it out")
@@ -144,10 +155,9 @@ class Runtime:
         if quantize and torch_dtype == torch.float32:
             raise DeviceError("int8 weights need bfloat16 or float16 activations", "add --dtype bfloat16")
         check_attention(attention, chosen, torch_dtype)
-        if cuda_graphs and chosen.type != "cuda":
-            raise DeviceError("CUDA graphs need a CUDA device", "leave out --cuda-graphs, or use --device cuda")
         # On the CPU the models already sit where they run: offload would only copy them.
-        return cls(chosen, torch_dtype, attention, offload and chosen.type != "cpu", quantize, cuda_graphs)
+        return cls(chosen, torch_dtype, attention, offload and chosen.type != "cpu", quantize,
+                   pick_cuda_graphs(cuda_graphs, chosen))
 
     def sdpa_backends(self, config: GPTConfig, batch_size: int = 1) -> dict[str, str]:
         """Which SDPA kernel a GPT stage's attention runs here, as PyTorch decides it for the

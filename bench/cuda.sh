@@ -91,16 +91,16 @@ tests cuda tests/test_cuda.py
 tests devices tests/test_devices.py tests/test_graphs.py
 # bark (large), float16, one utterance of 100 semantic tokens (2 s of audio).
 bench="$py -m bark_cli bench --config bark --device cuda --dtype float16 --quiet"
-report bark-fp16 $bench --tokens 100
+report bark-fp16 $bench --tokens 100 --no-cuda-graphs
 report bark-fp16-graphs $bench --tokens 100 --cuda-graphs
-report bark-fp16-offload $bench --tokens 100 --offload
+report bark-fp16-offload $bench --tokens 100 --offload --no-cuda-graphs
 report bark-fp16-offload-graphs $bench --tokens 100 --offload --cuda-graphs
 # The same eager run with cuDNN's attention allowed (PyTorch's own choice, `--attention sdpa`),
 # which `auto` leaves out on CUDA.
-report bark-fp16-sdpa $bench --tokens 100 --attention sdpa
+report bark-fp16-sdpa $bench --tokens 100 --attention sdpa --no-cuda-graphs
 # Batch 16: bark-cli eager, then bark-cli with graphs against transformers generating the same
 # batch in one call, float16 both.
-report bark-fp16-batch16-eager $bench --tokens 150 --batch-size 16 --decode-steps 0
+report bark-fp16-batch16-eager $bench --tokens 150 --batch-size 16 --decode-steps 0 --no-cuda-graphs
 report bark-fp16-batch16 "$py" bench/compare.py --config bark --device cuda --dtype float16 --tokens 150 \
     --batch-size 16 --cuda-graphs --transformers-batched --decode-steps 0 --quiet
 echo "failed steps: $failed" | tee -a "$out/log.txt"

@@ -10,7 +10,7 @@ import torch
 
 from bark_cli import Bark
 from bark_cli.errors import DeviceError
-from bark_cli.runtime import HostHome, Runtime, check_attention, native_bfloat16, pick_device, pick_dtype
+from bark_cli.runtime import HostHome, Runtime, check_attention, native_bfloat16, pick_cuda_graphs, pick_device, pick_dtype
 
 
 def test_auto_picks_what_the_machine_has():
@@ -131,6 +131,15 @@ def test_auto_attention_leaves_cudnn_out_on_cuda(device, attention, cudnn):
         assert torch.backends.cuda.cudnn_sdp_enabled() is cudnn
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
     assert torch.backends.cuda.cudnn_sdp_enabled()  # restored afterwards
+
+
+def test_cuda_graphs_are_on_by_default_where_the_device_is_cuda():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert pick_cuda_graphs(None, cuda) is True and pick_cuda_graphs(False, cuda) is False
+    assert pick_cuda_graphs(None, cpu) is False and pick_cuda_graphs(False, cpu) is False
+    assert Runtime.choose("cpu").cuda_graphs is False
+    with pytest.raises(DeviceError, match="CUDA graphs need a CUDA device"):
+        pick_cuda_graphs(True, cpu)
 
 
 def test_math_attention_gives_the_same_tokens(bark, tiny_checkpoint):

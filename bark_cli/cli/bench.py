@@ -36,7 +36,7 @@ BENCH_OPTIONS: OptionGroup = (
     ("dtype", DtypeOpt, Dtype.auto),
     ("attention", AttentionOpt, Attention.auto),
     ("quantize", QuantizeOpt, None),
-    ("cuda_graphs", CudaGraphsOpt, False),
+    ("cuda_graphs", CudaGraphsOpt, None),
     ("offload", OffloadOpt, False),
     ("threads", ThreadsOpt, None),
     ("repeats", Annotated[int, typer.Option(

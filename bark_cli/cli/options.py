@@ -142,8 +142,9 @@ AttentionOpt = Annotated[Attention, typer.Option(
 QuantizeOpt = Annotated[Quantize | None, typer.Option(
     metavar="int8", help="Semantic and coarse weights in int8 (CPU).", show_default=False,
     rich_help_panel=DEVICE)]
-CudaGraphsOpt = Annotated[bool, typer.Option(
-    "--cuda-graphs", help="Replay decode steps as CUDA graphs.", rich_help_panel=DEVICE)]
+CudaGraphsOpt = Annotated[bool | None, typer.Option(
+    "--cuda-graphs/--no-cuda-graphs", help="Replay decode steps as CUDA graphs (default: on CUDA).",
+    show_default=False, rich_help_panel=DEVICE)]
 ThreadsOpt = Annotated[int | None, typer.Option(
     metavar="N", help="CPU threads (default one per core).", show_default=False,
     callback=in_range(1, cpu_count), rich_help_panel=DEVICE)]
@@ -236,7 +237,7 @@ class DeviceOptions:
     offload: bool = False
     attention: str = "auto"
     quantize: str | None = None
-    cuda_graphs: bool = False
+    cuda_graphs: bool | None = None  # None: on where the device is CUDA
     threads: int | None = None
 
     def load_settings(self) -> dict[str, Any]:
@@ -251,13 +252,13 @@ DEVICE_OPTIONS: OptionGroup = (
     ("offload", OffloadOpt, False),
     ("attention", AttentionOpt, Attention.auto),
     ("quantize", QuantizeOpt, None),
-    ("cuda_graphs", CudaGraphsOpt, False),
+    ("cuda_graphs", CudaGraphsOpt, None),
     ("threads", ThreadsOpt, None),
 )
 
 
 def _device(device: str, dtype: Dtype, offload: bool, attention: Attention, quantize: Quantize | None,
-            cuda_graphs: bool, threads: int | None) -> DeviceOptions:
+            cuda_graphs: bool | None, threads: int | None) -> DeviceOptions:
     return DeviceOptions(device, dtype.value, offload, attention.value, quantize.value if quantize else None,
                          cuda_graphs, threads)
 
