@@ -14,21 +14,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .config import SamplingOptions
-from .errors import BarkError, CheckpointError, DeviceError, GenerationError, InputError, OutputError, PresetError
-
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it, imported on first access.
+# Public name -> the module that defines it, imported on first access. Even the light ones wait:
+# the `bark` script imports this package before it can catch Ctrl-C, so it must load nothing.
 _LAZY = {
     "Bark": "pipeline",
     "Generation": "pipeline",
     "Speech": "longform",
     "speak": "longform",
     "VoicePrompt": "presets",
+    "SamplingOptions": "config",
+    **{name: "errors" for name in ("BarkError", "CheckpointError", "DeviceError", "GenerationError", "InputError",
+                                   "OutputError", "PresetError")},
 }
 
 if TYPE_CHECKING:
+    from .config import SamplingOptions
+    from .errors import BarkError, CheckpointError, DeviceError, GenerationError, InputError, OutputError, PresetError
     from .longform import Speech, speak
     from .pipeline import Bark, Generation
     from .presets import VoicePrompt

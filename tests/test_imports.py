@@ -66,11 +66,20 @@ def test_shell_completion_loads_no_torch(env, tmp_path):
     assert fresh_python(RUN_COMMAND, "[]", env=env, cwd=tmp_path) == {"code": 0, "torch": False}
 
 
+def test_the_script_imports_nothing_of_ours_before_its_signal_guard():
+    """The `bark` script imports bark_cli.cli before main() can catch Ctrl-C: that import loads
+    no other module of the package, so the unguarded moments are Python's own start-up."""
+    code = "import json, sys, bark_cli.cli\nprint(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'bark_cli')))"
+    assert fresh_python(code) == ["bark_cli", "bark_cli.cli"]
+
+
 def test_the_lazy_names_still_arrive():
     import bark_cli
 
     assert bark_cli.Bark.__module__ == "bark_cli.pipeline"
     assert bark_cli.speak.__module__ == "bark_cli.longform"
+    assert bark_cli.SamplingOptions.__module__ == "bark_cli.config"
+    assert issubclass(bark_cli.InputError, bark_cli.BarkError)
     assert {"Bark", "Speech", "VoicePrompt", "InputError"} <= set(dir(bark_cli))
     with pytest.raises(AttributeError):
         bark_cli.no_such_name  # noqa: B018
