@@ -41,7 +41,8 @@ from . import checkpoint, decoding, generation
 from .config import BarkConfig, CodecConfig, GenerationConfig, SamplingOptions
 from .errors import GenerationError, InputError
 from .models.gpt import GPT
-from .models.kernels import ONEDNN_LINEAR
+from .models import kernels as cpu_kernels
+from .models.kernels import ONEDNN_LINEAR, cpu_name
 from .pipeline import Bark
 from .runtime import Runtime
 
@@ -372,16 +373,9 @@ def model_info(bark: Bark, options: BenchOptions) -> dict[str, Any]:
         "attention": bark.runtime.attention,
         # The SDPA kernel PyTorch picks for the GPT stages' shapes (theirs are the same).
         "sdpa_backends": bark.runtime.sdpa_backends(c.semantic, options.batch_size),
+        # Which CPU kernel runs each product here (models.kernels.calibrate).
+        "cpu_kernels": cpu_kernels.chosen.describe() if bark.device.type == "cpu" else None,
     }
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what the platform says: every figure names its CPU."""
-    with contextlib.suppress(OSError):
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -979,6 +973,11 @@ def header_lines(report: BenchReport, title: str = "bark bench") -> list[str]:
         kernels = m["sdpa_backends"]
         lines.append(f"  attention {m['attention']}: SDPA kernel {kernels['prefill']} for the prefill, "
                      f"{kernels['step']} for a decode step")
+    if m.get("cpu_kernels"):
+        k = m["cpu_kernels"]
+        lines.append(f"  CPU products ({k['how']}): float32 one row {'oneDNN' if k['float32_onednn_row'] else 'default'}, "
+                     f"many rows {'oneDNN' if k['float32_onednn_rows'] else 'default'}; bfloat16 one row "
+                     f"{'PyTorch own' if k['bfloat16_native_row'] else 'default'}")
     if report.bandwidth:
         bw = report.bandwidth
         lines.append(f"  memory bandwidth: copy {bw.copy_bytes_per_s / 1e9:.1f} GB/s (bytes read), "

@@ -26,6 +26,7 @@ import torch
 from . import checkpoint, decoding, generation, presets
 from .config import GenerationConfig, Progress, SamplingOptions
 from .errors import InputError
+from .models import kernels
 from .models.quantize import quantize_int8
 from .presets import VoicePrompt
 from .runtime import Runtime
@@ -108,6 +109,8 @@ class Bark:
         if not runtime.offload:
             for name in STAGE_MODELS.values():
                 getattr(weights, name).to(runtime.device)
+        if runtime.device.type == "cpu":
+            kernels.calibrated()  # which CPU kernel runs each product: measured once per CPU kind
         # Under offload each sub-model's CPU copies are made (and pinned, on CUDA) once, here.
         self.homes = {name: runtime.host_home(getattr(weights, name)) for name in STAGE_MODELS.values()
                       if runtime.offload}

@@ -15,7 +15,7 @@ mean |logit - float32 logit| over the float32 logits' std, as bench/precision.py
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import statistics
 import sys
 import time
@@ -33,15 +33,9 @@ from bark_cli.runtime import Runtime  # noqa: E402
 WINDOW, KEPT = 1024, 1024
 
 
-@contextlib.contextmanager
 def previous_kernels():
     """PyTorch's default bfloat16 product and a separate GELU, as the previous release ran them."""
-    saved = kernels.ONEDNN_BF16_LINEAR
-    kernels.ONEDNN_BF16_LINEAR = False
-    try:
-        yield
-    finally:
-        kernels.ONEDNN_BF16_LINEAR = saved
+    return kernels.use(dataclasses.replace(kernels.chosen, bfloat16_fused_rows=False))
 
 
 def passes(model: FineGPT, codes: torch.Tensor, before: bool, count: int = 6) -> list[torch.Tensor]:
@@ -67,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    kernels.calibrated()  # the CPU kernels the product would run here
     torch.manual_seed(0)
     config = bench.bark_config(args.config).fine
     reference = FineGPT(config).eval()

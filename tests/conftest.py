@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,11 @@ import pytest
 # Tests never touch the network: huggingface_hub answers from its cache or fails fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Nor the user's caches (the CPU kernel choices, Suno's folder): one folder for the session,
+# shared with the `bark` processes the tests start, so the CPU kernels are measured once.
+_CACHE = tempfile.mkdtemp(prefix="bark-tests-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 from tiny_bark import write_tiny_checkpoint  # noqa: E402
 

@@ -226,14 +226,14 @@ def test_bfloat16_rows_fuse_the_gelu_where_pytorch_uses_onednn():
     send the product to oneDNN itself; one row keeps PyTorch's own kernel."""
     from torch.profiler import ProfilerActivity, profile
 
-    from bark_cli.models.kernels import ONEDNN_BF16_LINEAR, Linear
+    from bark_cli.models.kernels import BY_FEATURES, ONEDNN_BF16_LINEAR, Linear, use
 
     if not ONEDNN_BF16_LINEAR:
         pytest.skip("this CPU or PyTorch build has no oneDNN bfloat16 product")
     layer = Linear(64, 96).to(torch.bfloat16)
 
     def ops(x):
-        with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode():
+        with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode(), use(BY_FEATURES):
             layer(x, gelu_out=True)
         return {event.key for event in prof.key_averages()}
 
@@ -254,10 +254,11 @@ def test_fine_head_rows_are_the_kept_logits(ours):
 
 
 def test_float32_cpu_linears_run_on_onednn():
-    """The point of Linear: in inference on the CPU, float32 products go to oneDNN (with the GELU
-    fused), not to MKL's matrix-vector path; a bfloat16 row and autograd keep F.linear."""
+    """The point of Linear: where the choice says oneDNN, float32 products in inference on the CPU
+    go to oneDNN (with the GELU fused), not to MKL's matrix-vector path; a bfloat16 row and
+    autograd keep F.linear."""
     from bark_cli.models.gpt import MLP
-    from bark_cli.models.kernels import ONEDNN_LINEAR
+    from bark_cli.models.kernels import BY_FEATURES, ONEDNN_LINEAR, use
     from bark_cli.config import GPTConfig
     from torch.profiler import ProfilerActivity, profile
 
@@ -268,7 +269,7 @@ def test_float32_cpu_linears_run_on_onednn():
     mlp = MLP(config)
 
     def ops(module, x, **mode):
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU]) as prof, use(BY_FEATURES):
             with torch.inference_mode(**mode):
                 module(x)
         return {event.key for event in prof.key_averages()}
