@@ -231,12 +231,17 @@ def test_raw_refuses_other_outputs(tiny_checkpoint, args, fragment):
 def test_the_first_segment_reaches_the_pipe_before_the_last_is_made(tiny_checkpoint, tmp_path):
     """Read `-o -` as it comes: once the first segment's bytes are in, interrupt the run. Had
     the audio been held back until every segment was made, the whole WAV would have gone out in
-    one write before the first byte arrived; streamed, only a prefix of the full output has."""
-    args = ["say", STORY, "--model", str(tiny_checkpoint), *CLI_FAST, "--seed", "4", "-o", "-"]
+    one write before the first byte arrived (it fits a pipe's 64 KiB); streamed, only a prefix
+    of the full output has. Twelve short segments made one by one (`--batch-size 1`) keep the
+    run going well over a second after the first segment, however slowly this test is scheduled."""
+    text = " ".join(f"Word number {i}." for i in range(12))
+    args = ["say", text, "--model", str(tiny_checkpoint), "--max-semantic-tokens", "4", "--device", "cpu",
+            "--max-segment-chars", "16", "--gap", "0", "--batch-size", "1", "--seed", "4", "-o", "-"]
     full = script(*args, cwd=tmp_path)
     assert full.returncode == 0, full.stderr.decode()
-    first = 44 + 2 * SEGMENT_SAMPLES
-    assert len(full.stdout) > first + 2 * (SEGMENT_SAMPLES + 2400)  # several segments
+    segment_bytes = 2 * 6 * 320  # 4 semantic tokens -> 6 frames of 320 samples, 16-bit
+    assert len(full.stdout) == 44 + 12 * segment_bytes < 65_536
+    first = 44 + segment_bytes
     proc = subprocess.Popen([str(BARK), *args], cwd=tmp_path, env=script_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     received = b""
