@@ -242,8 +242,11 @@ def test_the_first_segment_reaches_the_pipe_before_the_last_is_made(tiny_checkpo
     segment_bytes = 2 * 6 * 320  # 4 semantic tokens -> 6 frames of 320 samples, 16-bit
     assert len(full.stdout) == 44 + 12 * segment_bytes < 65_536
     first = 44 + segment_bytes
+    # SIGINT at its default in bark, as in a foreground run: a test runner started as a background
+    # job has it ignored, and bark would inherit that.
     proc = subprocess.Popen([str(BARK), *args], cwd=tmp_path, env=script_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     received = b""
     while len(received) < first:
         chunk = os.read(proc.stdout.fileno(), first - len(received))
