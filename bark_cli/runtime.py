@@ -216,9 +216,8 @@ class Runtime:
 
     def attention_kernels(self) -> contextlib.AbstractContextManager:
         """The SDPA kernels attention may use while generating."""
-        backends = SDPA_BACKENDS[self.attention]
-        if backends is None and self.attention == "auto" and self.device.type == "cuda":
-            backends = CUDA_AUTO_BACKENDS
+        cuda_auto = self.attention == "auto" and self.device.type == "cuda"
+        backends = CUDA_AUTO_BACKENDS if cuda_auto else SDPA_BACKENDS[self.attention]
         if backends is None:
             return contextlib.nullcontext()
         if self.cuda_graphs and self.attention == "flash":

@@ -82,6 +82,15 @@ def test_pytorch_defaults_on_request(tmp_path, monkeypatch):
     assert not (tmp_path / "kernels.json").exists()
 
 
+def test_an_unknown_setting_is_a_clear_error(tmp_path, monkeypatch):
+    from bark_cli.errors import DeviceError
+
+    monkeypatch.setenv(kernels.CPU_KERNELS_ENV, "fastest")
+    with use(kernels.BY_FEATURES), pytest.raises(DeviceError, match="is not auto or pytorch") as error:
+        calibrate(tmp_path / "kernels.json", lambda: pytest.fail("nothing is measured"))
+    assert "BARK_CPU_KERNELS" in error.value.hint and kernels.chosen is kernels.BY_FEATURES
+
+
 def test_measure_times_each_pair_this_build_has():
     seconds = kernels.measure(hidden=64, rows=8, repeats=3)
     expected = set()

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import DeviceError
+
 # Up to this many values, GELU runs PyTorch's own CPU kernel instead of oneDNN's: oneDNN sets up
 # its primitive on every call, a fixed cost larger than all the work on a decode step's few
 # thousand values (12-24 calls per token). Larger inputs (prefill, the fine stage) gain from it.
@@ -44,7 +46,7 @@ ONEDNN_LINEAR = (platform.machine().lower() in ("x86_64", "amd64") and torch.bac
 ONEDNN_BF16_LINEAR = ONEDNN_LINEAR and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-CPU_KERNELS_ENV = "BARK_CPU_KERNELS"  # "pytorch": PyTorch's default kernels, nothing measured
+CPU_KERNELS_ENV = "BARK_CPU_KERNELS"  # "auto" (measured), or "pytorch": PyTorch's defaults, nothing measured
 # An alternative kernel must beat PyTorch's default by this much to be chosen: a near tie in a
 # short measurement on a busy machine is no reason to leave the default.
 MARGIN = 0.95
@@ -188,9 +190,14 @@ def calibrated() -> CpuKernels:
 def calibrate(path: Path | None = None, measure_with: Callable[[], dict[str, float]] | None = None) -> CpuKernels:
     """Choose the CPU kernels for this process: from the cache file where it holds this CPU kind,
     else measured now and added to it. BARK_CPU_KERNELS=pytorch keeps PyTorch's defaults. A cache
-    that cannot be read is measured over; one that cannot be written is left alone."""
+    that cannot be read is measured over; one that cannot be written is left alone. Raises
+    DeviceError for any other BARK_CPU_KERNELS than auto or pytorch."""
     global chosen
-    if os.environ.get(CPU_KERNELS_ENV, "").strip().lower() == "pytorch":
+    setting = os.environ.get(CPU_KERNELS_ENV, "").strip().lower()
+    if setting not in ("", "auto", "pytorch"):
+        raise DeviceError(f"{CPU_KERNELS_ENV}={setting!r} is not auto or pytorch",
+                          f"unset {CPU_KERNELS_ENV}, or set it to pytorch for PyTorch's default kernels")
+    if setting == "pytorch":
         chosen = PYTORCH_DEFAULT
         return chosen
     path = cache_file() if path is None else path
