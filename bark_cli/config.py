@@ -432,3 +432,21 @@ def _check_temperature(value: float | None) -> float | None:
     if value is not None and value < 0:
         raise InputError(f"temperature {value} is negative", "use 0 for greedy or a positive value")
     return value
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """Where and how the model runs: `Bark.load`'s settings, and PyTorch's CPU threads."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: bool = False
+    attention: str = "auto"
+    quantize: str | None = None
+    cuda_graphs: bool | None = None  # None: on where the device is CUDA
+    threads: int | None = None
+
+    def load_settings(self) -> dict[str, Any]:
+        """The keywords `Bark.load` takes."""
+        return dict(device=self.device, dtype=self.dtype, offload=self.offload, attention=self.attention,
+                    quantize=self.quantize, cuda_graphs=self.cuda_graphs)

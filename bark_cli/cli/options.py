@@ -12,14 +12,13 @@ import functools
 import inspect
 import math
 import os
-from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Callable
 
 import typer
 
 from ..checkpoint import DEFAULT_MODEL  # ModelOpt's default, for the commands' signatures
-from ..config import SamplingOptions
+from ..config import DeviceOptions, SamplingOptions
 from ..errors import InputError
 from .errors import BadValue
 
@@ -226,24 +225,6 @@ def _sampling(**values) -> SamplingOptions:
 
 sampling_options = option_group("sampling", SAMPLING_OPTIONS, _sampling)
 """Adds the sampling options; the command takes them as `sampling: SamplingOptions`."""
-
-
-@dataclass(frozen=True)
-class DeviceOptions:
-    """Where and how the model runs: `Bark.load`'s settings, and PyTorch's CPU threads."""
-
-    device: str = "auto"
-    dtype: str = "auto"
-    offload: bool = False
-    attention: str = "auto"
-    quantize: str | None = None
-    cuda_graphs: bool | None = None  # None: on where the device is CUDA
-    threads: int | None = None
-
-    def load_settings(self) -> dict[str, Any]:
-        """The keywords `Bark.load` takes."""
-        return dict(device=self.device, dtype=self.dtype, offload=self.offload, attention=self.attention,
-                    quantize=self.quantize, cuda_graphs=self.cuda_graphs)
 
 
 DEVICE_OPTIONS: OptionGroup = (
