@@ -23,7 +23,7 @@ _LAZY = {
     "Generation": "pipeline",
     "Speech": "longform",
     "speak": "longform",
-    "VoicePrompt": "presets",
+    "VoicePrompt": "voice",
     "SamplingOptions": "config",
     **{name: "errors" for name in ("BarkError", "CheckpointError", "DeviceError", "GenerationError", "InputError",
                                    "OutputError", "PresetError")},
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .errors import BarkError, CheckpointError, DeviceError, GenerationError, InputError, OutputError, PresetError
     from .longform import Speech, speak
     from .pipeline import Bark, Generation
-    from .presets import VoicePrompt
+    from .voice import VoicePrompt
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from . import checkpoint, decoding, generation
+from . import decoding, generation
+from .weights import BarkWeights, random_weights
 from .config import BarkConfig, CodecConfig, GenerationConfig, SamplingOptions
 from .errors import GenerationError, InputError
 from .models.gpt import GPT
@@ -327,7 +328,7 @@ def load_model(options: BenchOptions, say: Status) -> Bark:
     # Check the device options before building weights (seconds for `bark`).
     runtime = Runtime.choose(**device)
     say(f"building random weights ({options.config})")
-    weights = checkpoint.random_weights(bark_config(options.config), GenerationConfig(), seed=options.seed,
+    weights = random_weights(bark_config(options.config), GenerationConfig(), seed=options.seed,
                                         dtype=runtime.dtype)
     return Bark.from_weights(weights, FixedTokenizer(), model_id=f"random {options.config}", **device)
 
@@ -336,7 +337,7 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())  # tied parameters are yielded once
 
 
-def weights_bytes(weights: checkpoint.BarkWeights) -> int:
+def weights_bytes(weights: BarkWeights) -> int:
     seen, total = set(), 0
     for module in (weights.semantic, weights.coarse, weights.fine, weights.codec):
         for t in (*module.parameters(), *module.buffers()):

@@ -21,7 +21,7 @@ from .config import GenerationConfig, Progress, Sampling
 from .decoding import GraphCache, kv_cache
 from .models.fine import FineGPT
 from .models.gpt import GPT
-from .presets import VoicePrompt
+from .voice import VoicePrompt
 
 # The semantic loop asks the device whether every item has stopped once per this many steps,
 # not every step: the question waits for all queued work, which idles a GPU between steps.

@@ -21,7 +21,7 @@ from .audio import join_segments
 from .config import GenerationConfig, Progress, SamplingOptions
 from .errors import InputError
 from .pipeline import Bark, Generation, VoiceLike, fresh_seed
-from .presets import VoicePrompt
+from .voice import VoicePrompt
 from .text import DEFAULT_MAX_CHARS, TextTokenizer, plan_segments
 
 VOICE_MODES = ("fixed", "chain")

@@ -23,14 +23,15 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import checkpoint, decoding, generation, presets
+from . import decoding, generation, hub, presets
 from .config import GenerationConfig, Progress, SamplingOptions
 from .errors import InputError
 from .models import kernels
 from .models.quantize import quantize_int8
-from .presets import VoicePrompt
 from .runtime import Runtime
 from .text import load_tokenizer
+from .voice import VoicePrompt, validate_voice
+from .weights import BarkWeights
 
 VoiceLike = VoicePrompt | Mapping[str, Any] | str | os.PathLike | None
 # The sub-model each timed stage runs, in order.
@@ -91,7 +92,7 @@ class Bark:
     semantic and coarse linears in place, and without offload everything moves to the device.
     """
 
-    def __init__(self, weights: checkpoint.BarkWeights, tokenizer, runtime: Runtime, *,
+    def __init__(self, weights: BarkWeights, tokenizer, runtime: Runtime, *,
                  folder: str | os.PathLike | None = None, model_id: str | None = None, revision: str | None = None):
         self.weights = weights
         self.tokenizer = tokenizer
@@ -120,7 +121,7 @@ class Bark:
         self.graphs = decoding.GraphCache() if runtime.cuda_graphs and not runtime.offload else None
 
     @classmethod
-    def load(cls, model: str | os.PathLike = checkpoint.DEFAULT_MODEL, *, device: str = "auto",
+    def load(cls, model: str | os.PathLike = hub.DEFAULT_MODEL, *, device: str = "auto",
              dtype: str = "auto", offload: bool = False, attention: str = "auto", quantize: str | None = None,
              cuda_graphs: bool | None = None, revision: str | None = None,
              progress: Callable[[str], None] | None = None) -> "Bark":
@@ -137,21 +138,21 @@ class Bark:
         """
         # Every choice is checked before anything downloads.
         runtime = Runtime.choose(device, dtype, attention, offload, quantize, cuda_graphs)
-        folder = checkpoint.resolve_model(model, revision=revision, progress=progress)
+        folder = hub.resolve_model(model, revision=revision, progress=progress)
         from . import suno  # Suno's original files carry no tokenizer: it finds one, before the weights load
 
-        tokenizer = load_tokenizer(suno.tokenizer_folder(folder, checkpoint.hub_snapshot))
+        tokenizer = load_tokenizer(suno.tokenizer_folder(folder))
         if progress:
             progress(f"loading {model}")
-        weights = checkpoint.load_weights(folder, runtime.dtype)
+        weights = suno.load_folder(folder, runtime.dtype)
         return cls(weights, tokenizer, runtime, folder=folder, model_id=str(model), revision=revision)
 
     @classmethod
-    def from_weights(cls, weights: checkpoint.BarkWeights, tokenizer, *, device: str = "auto", dtype: str = "auto",
+    def from_weights(cls, weights: BarkWeights, tokenizer, *, device: str = "auto", dtype: str = "auto",
                      offload: bool = False, attention: str = "auto", quantize: str | None = None,
                      cuda_graphs: bool | None = None, folder: str | os.PathLike | None = None,
                      model_id: str | None = None, revision: str | None = None) -> "Bark":
-        """A model from weights already in memory (checkpoint.random_weights, a converted state
+        """A model from weights already in memory (weights.random_weights, a converted state
         dict), checked as `load` checks. Without `folder`, voices are files or user voices only."""
         runtime = Runtime.choose(device, dtype, attention, offload, quantize, cuda_graphs)
         return cls(weights, tokenizer, runtime, folder=folder, model_id=model_id, revision=revision)
@@ -175,9 +176,8 @@ class Bark:
         if voice is None or isinstance(voice, VoicePrompt):
             return voice
         if isinstance(voice, Mapping):
-            return presets.validate_voice(voice, config=self.config)
-        return presets.resolve_voice(str(voice), model_folder=self.folder, model_id=self.model_id,
-                                     revision=self.revision)
+            return validate_voice(voice, config=self.config)
+        return presets.find_voice(str(voice), self.model_id, self.revision, folder=self.folder).prompt
 
     def tokenize(self, text: str, truncate: bool = False) -> tuple[list[int], list[str]]:
         """BERT ids of one text, and warnings. Longer than the 256-token window is an error

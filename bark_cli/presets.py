@@ -1,228 +1,25 @@
-"""Voice prompts (Bark's "history prompts"): validate, load and save them.
-
-A voice is three integer arrays (bark-spec §10.1): `semantic_prompt` (S,) with semantic ids,
-`coarse_prompt` (2, T) and `fine_prompt` (8, T) with EnCodec codes. Real presets store them as
-int64, int32 or uint16; we always hand int64 on.
+"""Where voices come from: Suno's catalog, the user's own voices, and one resolver for `--voice`.
 
 A `--voice` resolves in this order: an existing `.npz` path, a voice of the user's own (kept in
 `user_voices_dir()`, `BARK_VOICES_DIR` overrides), then a preset named in the model repo's
 speaker_embeddings_path.json (Suno's library, `suno_catalog()`), fetched into the Hugging Face
-cache on first use.
+cache on first use. The voice itself, its checks and its files are voice.py's.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import re
 import sys
-import tokenize
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
 
-import numpy as np
-
-from .audio import replace_atomically
-from .checkpoint import VOICE_MAP_FILE, hub_snapshot, is_local_model
-from .config import GenerationConfig
+from . import hub
+from .catalog import SUNO_LANGUAGES, is_suno_name, suno_catalog
 from .errors import OutputError, PresetError
-
-PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
-# The longest voice read: Bark conditions on at most 256 semantic tokens and 630 coarse / 512
-# fine frames, and a saved generation holds at most 768 tokens (about 1150 frames). Checked from
-# the .npy header before any array data is read, so a huge or hostile file costs nothing.
-MAX_PROMPT_TOKENS = 4096
-MAX_PROMPT_FRAMES = 4096
-_ROWS = {"semantic_prompt": None, "coarse_prompt": "n_coarse_codebooks", "fine_prompt": "n_fine_codebooks"}
-
-
-@dataclass(frozen=True)
-class VoicePrompt:
-    """A validated voice: int64 arrays in the layout Bark's presets use."""
-
-    semantic_prompt: np.ndarray  # (S,) ids 0..semantic_vocab_size-1
-    coarse_prompt: np.ndarray  # (n_coarse_codebooks, T) codes 0..codebook_size-1
-    fine_prompt: np.ndarray  # (n_fine_codebooks, T) codes 0..codebook_size-1
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return {key: getattr(self, key) for key in PROMPT_KEYS}
-
-
-def validate_voice(
-    arrays: Mapping[str, Any], source: str = "voice prompt", config: GenerationConfig | None = None
-) -> VoicePrompt:
-    """Check keys, shapes, dtypes and id ranges of a voice; return it as int64 arrays."""
-    config = config or GenerationConfig()
-    missing = [key for key in PROMPT_KEYS if key not in arrays]
-    if missing:
-        raise PresetError(
-            f"{source} lacks {', '.join(missing)}",
-            f"a voice needs the arrays {', '.join(PROMPT_KEYS)}",
-        )
-    upper = {
-        "semantic_prompt": config.semantic_vocab_size,
-        "coarse_prompt": config.codebook_size,
-        "fine_prompt": config.codebook_size,
-    }
-    out: dict[str, np.ndarray] = {}
-    for key in PROMPT_KEYS:
-        value = arrays[key]
-        if not isinstance(value, np.ndarray):
-            try:
-                value = np.asarray(value)
-            except (ValueError, TypeError, OverflowError) as exc:
-                raise PresetError(f"{source}: {key} is not an array ({exc})", "voice arrays must hold integers") from None
-        check_prompt_header(key, value.shape, value.dtype, source, config)
-        if value.size == 0:
-            raise PresetError(f"{source}: {key} is empty", "a voice needs at least one frame")
-        low, high = int(value.min()), int(value.max())
-        if low < 0 or high >= upper[key]:
-            raise PresetError(
-                f"{source}: {key} holds ids {low}..{high}",
-                f"{key} ids must lie in 0..{upper[key] - 1}",
-            )
-        out[key] = value.astype(np.int64)
-    if out["coarse_prompt"].shape[1] != out["fine_prompt"].shape[1]:
-        raise PresetError(
-            f"{source}: coarse_prompt has {out['coarse_prompt'].shape[1]} frames but "
-            f"fine_prompt has {out['fine_prompt'].shape[1]}",
-            "coarse and fine prompts must cover the same frames",
-        )
-    return VoicePrompt(**out)
-
-
-def check_prompt_header(key: str, shape: tuple[int, ...], dtype: np.dtype, source: str,
-                        config: GenerationConfig | None = None) -> None:
-    """Refuse a voice array by what its header says (dtype, rank, size), before it is read."""
-    config = config or GenerationConfig()
-    if not (dtype.kind in "iu" or dtype == np.bool_) or dtype.fields is not None:
-        raise PresetError(f"{source}: {key} has dtype {dtype}", "voice arrays must hold integers")
-    rows = getattr(config, _ROWS[key]) if _ROWS[key] else None
-    if rows is None and len(shape) != 1:
-        raise PresetError(f"{source}: {key} has shape {tuple(shape)}", f"{key} must be 1-D, (S,)")
-    if rows is not None and (len(shape) != 2 or shape[0] != rows):
-        raise PresetError(f"{source}: {key} has shape {tuple(shape)}", f"{key} must be ({rows}, T)")
-    length, limit = shape[-1], MAX_PROMPT_TOKENS if rows is None else MAX_PROMPT_FRAMES
-    if length > limit:
-        unit = "tokens" if rows is None else "frames"
-        raise PresetError(f"{source}: {key} holds {length} {unit}, more than the {limit} a voice may have",
-                          "Bark conditions on the last few hundred; trim the voice")
-
-
-def _read_npy(handle, key: str, source: str, config: GenerationConfig | None) -> np.ndarray:
-    """One .npy array from an open binary stream, its header checked before its data is read."""
-    from numpy.lib import format as npy
-
-    version = npy.read_magic(handle)
-    if version not in ((1, 0), (2, 0)):
-        raise ValueError(f"unsupported .npy version {version}")
-    try:
-        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-        shape, fortran, dtype = read(handle)
-    except (SyntaxError, TypeError, KeyError, RecursionError, MemoryError, tokenize.TokenError) as exc:
-        # numpy parses the header dictionary with Python's tokenizer: a mangled one raises these.
-        raise ValueError(f"{key} has a broken .npy header ({type(exc).__name__})") from None
-    check_prompt_header(key, shape, dtype, source, config)
-    count = math.prod(shape)
-    data = handle.read(count * dtype.itemsize)
-    if len(data) != count * dtype.itemsize:
-        raise ValueError(f"{key} is cut short")
-    array = np.frombuffer(data, dtype=dtype, count=count)
-    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
-
-
-def load_voice_file(path: str | os.PathLike) -> VoicePrompt:
-    """Read and validate a voice `.npz`."""
-    path = Path(path)
-    if not path.is_file():
-        raise PresetError(f"voice file {path} does not exist", "give the path of a .npz voice")
-    # A .npz is a zip archive; anything else (a .npy, text, an empty file) would reach numpy's
-    # other readers and fail with messages about pickles or arrays.
-    if not zipfile.is_zipfile(path):
-        raise PresetError(f"voice file {path} is not a .npz archive",
-                          "give a .npz written by numpy.savez with semantic_prompt, coarse_prompt, fine_prompt")
-    arrays = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-            for key in PROMPT_KEYS:  # other members are never read
-                if key in members:
-                    with archive.open(members[key]) as handle:
-                        arrays[key] = _read_npy(handle, key, str(path), None)
-    except PresetError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
-            RuntimeError, zlib.error, KeyError, SyntaxError, TypeError) as exc:
-        # Corrupt archives raise many types: bad headers (ValueError, SyntaxError), broken
-        # compression (zlib.error), unsupported or encrypted members (NotImplementedError, RuntimeError).
-        raise PresetError(
-            f"cannot read voice file {path}: {exc}", "give a .npz written by numpy.savez"
-        ) from None
-    return validate_voice(arrays, source=str(path))
-
-
-def save_voice(voice: VoicePrompt, path: str | os.PathLike) -> Path:
-    """Write a voice `.npz` atomically (temporary file beside the target, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:  # a file object: np.savez would append .npz to a name
-            np.savez(handle, **voice.as_dict())
-
-    replace_atomically(path, write)
-    return path
-
-
-# --- the Suno voice library -------------------------------------------------------------------
-
-# Suno's library (bark-spec §10.2): `announcer`, and ten speakers per language in two
-# generations, `{lang}_speaker_{n}` (v1) and `v2/{lang}_speaker_{n}`. presets/suno.json holds the
-# same list as a file (catalog_json); a test keeps the two equal.
-SUNO_LANGUAGES = {
-    "en": "English", "de": "German", "es": "Spanish", "fr": "French", "hi": "Hindi",
-    "it": "Italian", "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese",
-    "ru": "Russian", "tr": "Turkish", "zh": "Chinese",
-}
-SPEAKERS_PER_LANGUAGE = 10
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    """A Suno preset: its name (as speaker_embeddings_path.json keys it) and language code."""
-
-    name: str
-    language: str
-
-
-def suno_catalog() -> list[CatalogEntry]:
-    """The 261 Suno presets: announcer (English), then v2 and v1 speakers per language."""
-    entries = [CatalogEntry("announcer", "en")]
-    for prefix in ("v2/", ""):
-        for lang in SUNO_LANGUAGES:
-            entries += [CatalogEntry(f"{prefix}{lang}_speaker_{n}", lang) for n in range(SPEAKERS_PER_LANGUAGE)]
-    return entries
-
-
-def catalog_json() -> str:
-    """The catalog as presets/suno.json stores it."""
-    rows = ",\n".join(f'    {{"name": "{e.name}", "language": "{e.language}"}}' for e in suno_catalog())
-    return (
-        "{\n"
-        '  "source": "https://github.com/suno-ai/bark/tree/main/bark/assets/prompts (MIT, Suno, Inc)",\n'
-        f'  "languages": {json.dumps(SUNO_LANGUAGES)},\n'
-        f'  "presets": [\n{rows}\n  ]\n'
-        "}\n"
-    )
-
-
-def is_suno_name(name: str) -> bool:
-    return name in {e.name for e in suno_catalog()}
+from .voice import PROMPT_KEYS, VoicePrompt, load_npy_voice, load_voice_file, save_voice
 
 
 # --- the user's own voices --------------------------------------------------------------------
@@ -304,65 +101,6 @@ def remove_user_voice(name: str) -> Path:
 
 # --- finding a voice by name ------------------------------------------------------------------
 
-def read_voice_map(model_folder: Path | None) -> dict[str, dict[str, str]]:
-    """The model's preset map (name -> the three .npy paths), as transformers' BarkProcessor reads it."""
-    if model_folder is None or not (Path(model_folder) / VOICE_MAP_FILE).is_file():
-        return {}
-    try:
-        data = json.loads((Path(model_folder) / VOICE_MAP_FILE).read_text())
-    except ValueError as exc:
-        raise PresetError(f"cannot read {VOICE_MAP_FILE}: {exc}", "re-download the model") from None
-    return {k: v for k, v in data.items() if isinstance(v, dict)}
-
-
-def default_voice_files(name: str) -> dict[str, str]:
-    """Where the Hub's Bark repos keep a preset's arrays (used when the map is not at hand)."""
-    return {key: f"speaker_embeddings/{name}_{key}.npy" for key in PROMPT_KEYS}
-
-
-def _fetch_voice_files(rels: list[str], model_folder: Path | None, model_id: str | None,
-                       revision: str | None) -> list[Path]:
-    """A preset's .npy files: beside the model when present, else from the model's Hub repo
-    (cached). Download failures raise checkpoint.hub_snapshot's errors."""
-    if model_folder is not None and all((Path(model_folder) / rel).is_file() for rel in rels):
-        return [Path(model_folder) / rel for rel in rels]
-    if not model_id or is_local_model(model_id):
-        missing = next(rel for rel in rels if model_folder is None or not (Path(model_folder) / rel).is_file())
-        raise PresetError(f"voice file {missing} is missing from the model folder", "re-download the model")
-    folder = hub_snapshot(str(model_id), revision, rels, what=f"voice file {rels[0]}")
-    return [folder / rel for rel in rels]
-
-
-def voice_map_folder(model: str | os.PathLike, revision: str | None = None) -> Path:
-    """The folder holding a model's speaker_embeddings_path.json, without fetching its weights:
-    a local model folder itself, or the Hub snapshot folder (the map alone is fetched if needed)."""
-    if is_local_model(model):
-        return Path(model).expanduser()
-    return hub_snapshot(str(model), revision, [VOICE_MAP_FILE], what=f"the voice list of {model}")
-
-
-def preset_files(name: str, model_folder: Path | None, model_id: str | None = None,
-                 revision: str | None = None) -> dict[str, Path]:
-    """The three .npy files of a named preset, fetched into the Hub cache on first use."""
-    entry = read_voice_map(model_folder).get(name)
-    if entry is None:
-        raise _not_a_voice(name, model_folder, model_id)
-    return dict(zip(PROMPT_KEYS, _fetch_voice_files([entry[key] for key in PROMPT_KEYS], model_folder,
-                                                    model_id, revision)))
-
-
-def _read_preset(name: str, files: Mapping[str, Path]) -> VoicePrompt:
-    arrays = {}
-    for key, path in files.items():
-        try:
-            with open(path, "rb") as handle:
-                arrays[key] = _read_npy(handle, key, f"voice {name}", None)
-        except PresetError:
-            raise
-        except (OSError, ValueError, EOFError, SyntaxError, TypeError) as exc:
-            raise PresetError(f"cannot read voice file {path}: {exc}", "re-download the model") from None
-    return validate_voice(arrays, source=f"voice {name}")
-
 
 @dataclass(frozen=True)
 class FoundVoice:
@@ -373,75 +111,72 @@ class FoundVoice:
     files: tuple[Path, ...]
 
 
-def _not_a_voice(name: str, model_folder: Path | None, model_id: str | None) -> PresetError:
-    """The error for a name the model has no preset for: a catalog name the model lacks says so
-    (suggesting that very name back would not help); anything else is unknown, with the closest
-    known name."""
-    if is_suno_name(name):
-        model = model_id or model_folder
-        return PresetError(f"model {model} has no files for Suno preset {name!r}",
-                           "use --model suno/bark-small, whose Hub repo has every Suno preset, or import "
-                           "the voice's .npz with `bark presets import`")
-    known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder))
-    known += [n for n, _ in list_user_voices()]
-    return PresetError(f"unknown voice {name!r}", _suggest(name, known, "or give a .npz path"))
+def find_voice(spec: str, model: str | os.PathLike | None = None, revision: str | None = None, *,
+               folder: str | os.PathLike | None = None, fetch: bool = True) -> FoundVoice | None:
+    """Resolve `--voice`: a `.npz` path, else a user voice, else a preset of `model` (a Hub id or
+    a model folder; `folder`: the model's files already on disk, when its caller has them).
 
-
-def check_voice(spec: str, model: str | os.PathLike, revision: str | None = None) -> FoundVoice | None:
-    """What `--voice` can be told before the model loads: a `.npz` or user voice comes back
-    whole; a preset name is checked against the Suno catalog, or a local model folder's own
-    voice map, and refused at once when no source knows it. None: a preset the model supplies
-    once loaded. A Hub model's map holds the catalog's names, so its presets need no download
-    here."""
-    found = find_local_voice(spec)
-    if found is not None:
-        return found
-    if is_local_model(model):
-        folder = Path(model).expanduser()
-        if spec not in read_voice_map(folder):
-            raise _not_a_voice(spec, folder, str(model))
-    elif not is_suno_name(spec):
-        raise _not_a_voice(spec, None, str(model))
-    return None
-
-
-def find_local_voice(spec: str) -> FoundVoice | None:
-    """A voice that needs no model: an existing `.npz` path, then a user voice name. None when
-    `spec` can only be a preset name."""
+    A preset is looked up in the model's voice map and its arrays read from the model folder,
+    else fetched from the model's Hub repo into the cache (only the map and the preset's files,
+    never the weights). A Hub repo's map holds the catalog's names, so any other name is refused
+    before anything is fetched. With `fetch` off nothing is downloaded: a preset that would need
+    the Hub is checked by name and None comes back (the model supplies it once loaded).
+    Raises PresetError for an unknown name (with the closest known one) or a preset the model
+    lacks, and the errors of hub.snapshot for a failed download.
+    """
     path = Path(spec).expanduser()
     if spec.endswith(".npz") or path.is_file():
         return FoundVoice(load_voice_file(path), "file", (path,))
     user = user_voice_path(spec)
     if user is not None:
         return FoundVoice(load_voice_file(user), "user", (user,))
-    return None
+    on_hub = model is not None and not hub.is_local_model(model)
+    if folder is None and model is not None and not on_hub:
+        folder = model
+    folder = Path(folder).expanduser() if folder is not None else None
+    if folder is None and on_hub:
+        if not is_suno_name(spec):
+            raise _not_a_voice(spec, None, model)
+        if not fetch:
+            return None
+        folder = hub.snapshot(str(model), revision, [hub.VOICE_MAP_FILE], what=f"the voice list of {model}")
+    entry = read_voice_map(folder).get(spec)
+    if entry is None:
+        raise _not_a_voice(spec, folder, model)
+    rels = [entry[key] for key in PROMPT_KEYS]
+    missing = [rel for rel in rels if not (folder / rel).is_file()]
+    if missing and not on_hub:
+        raise PresetError(f"voice file {missing[0]} is missing from the model folder", "re-download the model")
+    if missing and not fetch:
+        return None
+    if missing:
+        folder = hub.snapshot(str(model), revision, rels, what=f"voice file {rels[0]}")
+    files = dict(zip(PROMPT_KEYS, (folder / rel for rel in rels)))
+    return FoundVoice(load_npy_voice(files, spec), "suno", tuple(files.values()))
 
 
-def find_voice(spec: str, model_folder: Path | None = None, model_id: str | None = None,
-               revision: str | None = None) -> FoundVoice:
-    """Resolve `--voice`: a `.npz` path, else a user voice, else a preset of the model."""
-    found = find_local_voice(spec)
-    if found is not None:
-        return found
-    files = preset_files(spec, model_folder, model_id, revision)
-    return FoundVoice(_read_preset(spec, files), "suno", tuple(files.values()))
+def read_voice_map(model_folder: Path | None) -> dict[str, dict[str, str]]:
+    """The model's preset map (name -> the three .npy paths), as transformers' BarkProcessor reads it."""
+    if model_folder is None or not (Path(model_folder) / hub.VOICE_MAP_FILE).is_file():
+        return {}
+    try:
+        data = json.loads((Path(model_folder) / hub.VOICE_MAP_FILE).read_text())
+    except ValueError as exc:
+        raise PresetError(f"cannot read {hub.VOICE_MAP_FILE}: {exc}", "re-download the model") from None
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 
-def find_model_voice(spec: str, model: str | os.PathLike, revision: str | None = None) -> FoundVoice:
-    """`find_voice` for a model named by Hub id or folder, without its weights: only the voice
-    map and the preset's own files are fetched (for `bark presets show`)."""
-    found = find_local_voice(spec)
-    if found is not None:
-        return found
-    if not is_suno_name(spec) and not is_local_model(model):
-        preset_files(spec, None)  # a Hub repo's map holds Suno's names only: unknown, with suggestions
-    return find_voice(spec, voice_map_folder(model, revision), str(model), revision)
-
-
-def resolve_voice(spec: str, model_folder: Path | None = None, model_id: str | None = None,
-                  revision: str | None = None) -> VoicePrompt:
-    """A voice from a `.npz` path, a user voice name or a preset name (in that order)."""
-    return find_voice(spec, model_folder, model_id, revision).prompt
+def _not_a_voice(name: str, model_folder: Path | None, model: str | os.PathLike | None) -> PresetError:
+    """The error for a name the model has no preset for: a catalog name the model lacks says so
+    (suggesting that very name back would not help); anything else is unknown, with the closest
+    known name."""
+    if is_suno_name(name):
+        return PresetError(f"model {model or model_folder} has no files for Suno preset {name!r}",
+                           "use --model suno/bark-small, whose Hub repo has every Suno preset, or import "
+                           "the voice's .npz with `bark presets import`")
+    known = [e.name for e in suno_catalog()] + list(read_voice_map(model_folder))
+    known += [n for n, _ in list_user_voices()]
+    return PresetError(f"unknown voice {name!r}", _suggest(name, known, "or give a .npz path"))
 
 
 # --- listing ----------------------------------------------------------------------------------
@@ -458,10 +193,15 @@ class VoiceEntry:
     path: Path | None = None  # a user voice's file
 
 
+def default_voice_files(name: str) -> dict[str, str]:
+    """Where the Hub's Bark repos keep a preset's arrays (used when the map is not at hand)."""
+    return {key: f"speaker_embeddings/{name}_{key}.npy" for key in PROMPT_KEYS}
+
+
 def suno_on_disk(model: str | os.PathLike, revision: str | None = None) -> dict[str, bool]:
     """Which Suno presets have all three arrays on disk for `model` (a folder or a Hub id):
     in the folder, or in the Hugging Face cache. Never touches the network."""
-    if is_local_model(model):
+    if hub.is_local_model(model):
         folder = Path(model).expanduser()
         voice_map = read_voice_map(folder)
 
@@ -480,7 +220,7 @@ def suno_on_disk(model: str | os.PathLike, revision: str | None = None) -> dict[
         def exists(rel: str) -> bool:
             return cached(rel) is not None
 
-        map_file = cached(VOICE_MAP_FILE)
+        map_file = cached(hub.VOICE_MAP_FILE)
         voice_map = read_voice_map(Path(map_file).parent) if map_file else {}
     return {
         e.name: all(exists(rel) for rel in (voice_map.get(e.name) or default_voice_files(e.name)).values())

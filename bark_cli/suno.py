@@ -15,8 +15,8 @@ where the `encodec` package puts it), named as the encodec package names its mod
 Hugging Face port `facebook/encodec_24khz` serves as well. The text tokenizer is
 bert-base-multilingual-cased, which Suno's files do not carry: `tokenizer_folder` finds one.
 
-Nothing here imports `checkpoint` (which dispatches to this module): the functions that
-download take its `hub_snapshot` as an argument, so its errors and offline rules apply.
+Downloads go through hub.snapshot, so its errors and offline rules apply; the state dicts are
+finished by weights.assemble, as a Hugging Face-layout folder's are.
 """
 
 from __future__ import annotations
@@ -24,20 +24,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 import zipfile
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from . import hub, weights
 from .config import BarkConfig, CodecConfig, FineConfig, GenerationConfig, GPTConfig
 from .errors import CheckpointError, HubUnreachableError, NotCachedError, OutputError
 
 if TYPE_CHECKING:
     import torch
 
-ORIGINAL = "suno-original"  # the --model name of Suno's own cache folder
+ORIGINAL = hub.ORIGINAL  # the --model name of Suno's own cache folder
 STAGES = ("semantic", "coarse", "fine")
 SIZES = {  # no suffix = small, `_2` = large (bark-spec §9.5)
     "large": {"semantic": "text_2.pt", "coarse": "coarse_2.pt", "fine": "fine_2.pt"},
@@ -48,18 +46,12 @@ CODEC_URL = f"https://dl.fbaipublicfiles.com/encodec/v0/{CODEC_FILE}"
 CODEC_REPO = "facebook/encodec_24khz"
 TOKENIZER_REPO = "suno/bark-small"
 TOKENIZER_ENV = "BARK_TOKENIZER"
-# The tokenizer files of a Hub Bark repo (checkpoint.TOKENIZER_FILES; a test keeps them equal).
-TOKENIZER_NAMES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-# The sub-model prefixes of a BarkModel state dict (checkpoint.PREFIXES; a test keeps them equal).
-HUB_PREFIXES = {"semantic": "semantic.", "coarse": "coarse_acoustics.", "fine": "fine_acoustics.",
-                "codec": "codec_model."}
 
 # Suno's sampling defaults (bark-spec §3.3, §11.3) are bark-cli's (temperatures 0.7, 0.7, 0.5,
 # min_eos_p 0.2) but for top-k: Suno's code filters nothing, where the Hub files say 50. A top-k
 # of the whole output vocabulary keeps every token, and a generation_config.json can say it
 # (null there means "the default").
 
-HubSnapshot = Callable[..., Path]  # checkpoint.hub_snapshot
 NOT_SUNO = "give the text, coarse and fine .pt files of Suno's bark"
 
 
@@ -69,11 +61,6 @@ NOT_SUNO = "give the text, coarse and fine .pt files of Suno's bark"
 def _cache_home() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-
-
-def cache_folder() -> Path:
-    """Suno's download folder, by its rule: $XDG_CACHE_HOME/suno/bark_v0, else ~/.cache/suno/bark_v0."""
-    return _cache_home() / "suno" / "bark_v0"
 
 
 def torch_hub_checkpoints() -> Path:
@@ -111,12 +98,7 @@ def stage_files(folder: str | os.PathLike) -> dict[str, Path]:
 
 def original_folder() -> Path:
     """Suno's cache folder, checked to hold one complete model (`--model suno-original`)."""
-    folder = cache_folder()
-    if not is_suno_folder(folder):
-        raise CheckpointError(
-            f"Suno's cache folder {folder} holds no Bark checkpoints",
-            "run Suno's bark once to download them, or give --model the folder holding text_2.pt, "
-            "coarse_2.pt and fine_2.pt (XDG_CACHE_HOME moves Suno's folder)")
+    folder = hub.resolve_model(ORIGINAL)
     stage_files(folder)
     return folder
 
@@ -333,9 +315,9 @@ def local_codec(folder: Path) -> Path | None:
     return next((p for p in (folder / CODEC_FILE, torch_hub_checkpoints() / CODEC_FILE) if p.is_file()), None)
 
 
-def read_codec(folder: Path, hub_snapshot: HubSnapshot | None) -> tuple[CodecConfig, dict[str, torch.Tensor]]:
+def read_codec(folder: Path, download: bool = True) -> tuple[CodecConfig, dict[str, torch.Tensor]]:
     """EnCodec 24 kHz under the Hugging Face port's keys: EnCodec's own file beside Suno's, then
-    in torch hub's cache, then `facebook/encodec_24khz` from the Hub (cached or fetched)."""
+    in torch hub's cache, then (with `download`) `facebook/encodec_24khz` from the Hub, cached or fetched."""
     path = local_codec(folder)
     if path is not None:
         data = safe_load(path)
@@ -343,14 +325,14 @@ def read_codec(folder: Path, hub_snapshot: HubSnapshot | None) -> tuple[CodecCon
             raise CheckpointError(f"{path} is not a state dict", "download EnCodec's checkpoint again")
         state = codec_from_encodec(data, path.name)
         return codec_config_of(state), state
-    if hub_snapshot is None:
+    if not download:
         raise CheckpointError("EnCodec's 24 kHz weights are not on this machine", _codec_hint())
 
     def weights(names: list[str]) -> list[str]:
         return ["model.safetensors"] if "model.safetensors" in names else ["pytorch_model.bin"]
 
     try:
-        snapshot = hub_snapshot(CODEC_REPO, None, ["config.json"], weights, what=f"the codec {CODEC_REPO}")
+        snapshot = hub.snapshot(CODEC_REPO, None, ["config.json"], weights, what=f"the codec {CODEC_REPO}")
     except (NotCachedError, HubUnreachableError) as exc:
         raise type(exc)(exc.message, _codec_hint()) from None
     try:
@@ -374,36 +356,13 @@ def generation_config(config: BarkConfig) -> GenerationConfig:
     read through the JSON a converted folder gets, so the two cannot differ."""
     suno_sampling = GenerationConfig(semantic_top_k=config.semantic.output_vocab_size, semantic_top_p=1.0,
                                      coarse_top_k=config.coarse.output_vocab_size, coarse_top_p=1.0)
-    return GenerationConfig.from_dict(generation_json(suno_sampling))
+    return GenerationConfig.from_dict(weights.generation_json(suno_sampling))
 
 
-def generation_json(gen: GenerationConfig) -> dict[str, Any]:
-    """A generation_config.json in the Hub's sections that GenerationConfig.from_dict reads back to `gen`."""
-    semantic = ["text_encoding_offset", "text_pad_token", "semantic_infer_token", "semantic_pad_token",
-                "semantic_vocab_size", "max_input_semantic_length", "max_new_tokens", "semantic_rate_hz", "min_eos_p"]
-    coarse = ["coarse_semantic_pad_token", "coarse_infer_token", "coarse_rate_hz", "n_coarse_codebooks",
-              "max_coarse_history", "max_coarse_input_length", "sliding_window_len"]
-    fine = ["n_fine_codebooks", "max_fine_history_length", "max_fine_input_length"]
-
-    def section(names: list[str], stage: str, sampling: bool) -> dict[str, Any]:
-        out = {name: getattr(gen, name) for name in names}
-        out["temperature"] = getattr(gen, f"{stage}_temperature")
-        if sampling:
-            out.update(top_k=getattr(gen, f"{stage}_top_k"), top_p=getattr(gen, f"{stage}_top_p"))
-        return out
-
-    return {
-        "model_type": "bark", "sample_rate": gen.sample_rate, "codebook_size": gen.codebook_size,
-        "semantic_config": {**section(semantic, "semantic", True), "eos_token_id": gen.semantic_pad_token},
-        "coarse_acoustics_config": section(coarse, "coarse", True),
-        "fine_acoustics_config": section(fine, "fine", False),
-    }
-
-
-def read_folder(folder: str | os.PathLike, hub_snapshot: HubSnapshot | None = None, codec: bool = True
+def read_folder(folder: str | os.PathLike, codec: bool = True
                 ) -> tuple[BarkConfig, GenerationConfig, dict[str, dict[str, torch.Tensor]]]:
     """Suno's three files and EnCodec's as (config, constants, state dict per sub-model under the
-    Hugging Face layout's keys): what checkpoint.load_weights assembles. With `codec` off, the
+    Hugging Face layout's keys): what `load_weights` assembles. With `codec` off, the
     codec is read only when it is on this machine (`bark models info`)."""
     folder = Path(folder).expanduser()
     files = stage_files(folder)
@@ -412,18 +371,28 @@ def read_folder(folder: str | os.PathLike, hub_snapshot: HubSnapshot | None = No
     for stage in STAGES:
         configs[stage], parts[stage] = read_stage(files[stage], stage)
     if codec or local_codec(folder) is not None:
-        configs["codec"], parts["codec"] = read_codec(folder, hub_snapshot)
+        configs["codec"], parts["codec"] = read_codec(folder)
     else:
         configs["codec"], parts["codec"] = CodecConfig(), {}
     config = BarkConfig(**configs)
     return config, generation_config(config), parts
 
 
+def load_weights(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> weights.BarkWeights:
+    """Suno's model in `folder` as weights.load_weights gives a Hugging Face-layout folder's."""
+    return weights.assemble(*read_folder(folder), dtype)
+
+
+def load_folder(folder: Path, dtype: torch.dtype | None = None) -> weights.BarkWeights:
+    """The weights of a model folder in either layout: Suno's files, else the Hugging Face layout."""
+    return (load_weights if is_suno_folder(folder) else weights.load_weights)(folder, dtype)
+
+
 def _has_tokenizer(folder: Path) -> bool:
     return (folder / "vocab.txt").is_file() or (folder / "tokenizer.json").is_file()
 
 
-def tokenizer_folder(folder: str | os.PathLike, hub_snapshot: HubSnapshot) -> Path:
+def tokenizer_folder(folder: str | os.PathLike) -> Path:
     """Where a model's tokenizer files are. A Hub-layout folder holds its own; for Suno's files:
     the folder $BARK_TOKENIZER names, else tokenizer files beside them, else suno/bark-small's
     (bert-base-multilingual-cased, as Suno's) from the Hub or its cache."""
@@ -440,8 +409,8 @@ def tokenizer_folder(folder: str | os.PathLike, hub_snapshot: HubSnapshot) -> Pa
     if _has_tokenizer(folder):
         return folder
     try:
-        return hub_snapshot(TOKENIZER_REPO, None, ["vocab.txt"], 
-                            lambda names: [n for n in names if n in TOKENIZER_NAMES],
+        return hub.snapshot(TOKENIZER_REPO, None, ["vocab.txt"],
+                            lambda names: [n for n in names if n in hub.TOKENIZER_FILES],
                             what=f"the tokenizer of {TOKENIZER_REPO}")
     except (NotCachedError, HubUnreachableError) as exc:
         raise type(exc)(exc.message, f"Suno's files carry no tokenizer: set {TOKENIZER_ENV} to a folder holding "
@@ -451,47 +420,14 @@ def tokenizer_folder(folder: str | os.PathLike, hub_snapshot: HubSnapshot) -> Pa
 # --- converting -------------------------------------------------------------------------------
 
 
-def hub_config_json(config: BarkConfig) -> dict[str, Any]:
-    """config.json of a converted model, in the Hub's sections (checkpoint.read_configs reads it)."""
-    return {
-        "architectures": ["BarkModel"], "model_type": "bark", "torch_dtype": "float32",
-        "semantic_config": asdict(config.semantic), "coarse_acoustics_config": asdict(config.coarse),
-        "fine_acoustics_config": asdict(config.fine), "codec_config": asdict(config.codec),
-    }
-
-
-def convert(source: str | os.PathLike, target: str | os.PathLike, hub_snapshot: HubSnapshot) -> Path:
+def convert(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Write Suno's model in `source` as a Hugging Face-layout folder `target` (config.json,
     generation_config.json, model.safetensors, tokenizer files), which later loads without
     unpickling anything. `target` must not exist or be empty; it appears whole or not at all."""
-    from safetensors.torch import save_file
-
     target = Path(target).expanduser()
     if target.exists() and not (target.is_dir() and not any(target.iterdir())):
         raise OutputError(f"{target} already exists", "give a new folder for the converted model")
-    config, generation, parts = read_folder(source, hub_snapshot)
-    tokenizer = tokenizer_folder(source, hub_snapshot)
-    state = {HUB_PREFIXES[name] + key: value.contiguous()
-             for name, part in parts.items() for key, value in part.items()}
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", "pick a folder you can write to") from None
-    try:
-        (staging / "config.json").write_text(json.dumps(hub_config_json(config), indent=2) + "\n")
-        (staging / "generation_config.json").write_text(json.dumps(generation_json(generation), indent=2) + "\n")
-        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
-        for name in TOKENIZER_NAMES:
-            if (tokenizer / name).is_file():
-                shutil.copyfile(tokenizer / name, staging / name)
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", "pick a folder you can write to") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    config, generation, parts = read_folder(source)
+    tokenizer = tokenizer_folder(source)
+    extra = [tokenizer / name for name in hub.TOKENIZER_FILES if (tokenizer / name).is_file()]
+    return weights.save_folder(target, config, generation, parts, extra)

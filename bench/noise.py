@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from bark_cli import checkpoint, pipeline
+from bark_cli import pipeline
+from bark_cli.weights import random_weights
 from bark_cli.bench import FixedTokenizer, bark_config, cpu_name
 from bark_cli.config import GenerationConfig
 from bark_cli.generation import coarse_steps, draw
@@ -82,7 +83,7 @@ def main() -> None:
 
     config = GenerationConfig()
     costs = draw_costs(options.batch_size, options.tokens, config)
-    weights = checkpoint.random_weights(bark_config(options.size), config, seed=0)
+    weights = random_weights(bark_config(options.size), config, seed=0)
     bark = pipeline.Bark.from_weights(weights, FixedTokenizer(), device="cpu", dtype=options.dtype,
                                       model_id=options.size)
     texts = [f"Item {i}." for i in range(options.batch_size)]

@@ -19,7 +19,8 @@ import json
 import statistics
 import time
 
-from bark_cli import audio, checkpoint
+from bark_cli import audio
+from bark_cli.weights import random_weights
 from bark_cli.bench import FixedTokenizer, bark_config, cpu_name
 from bark_cli.config import GenerationConfig
 from bark_cli.longform import speak, stream
@@ -89,7 +90,7 @@ def main() -> None:
 
     if options.threads:
         torch.set_num_threads(options.threads)
-    weights = checkpoint.random_weights(bark_config(options.size), GenerationConfig(), seed=0)
+    weights = random_weights(bark_config(options.size), GenerationConfig(), seed=0)
     bark = Bark.from_weights(weights, Tokenizer(), device="cpu", dtype="float32", model_id=options.size)
     segment = "Here is sentence 0 of ten."
     fast = dict(max_semantic_tokens=options.tokens, min_eos_p=0)

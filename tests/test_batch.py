@@ -8,7 +8,7 @@ import torch
 
 from bark_cli.config import Sampling
 from bark_cli.generation import generate_coarse, generate_fine, generate_semantic
-from bark_cli.presets import load_voice_file
+from bark_cli.voice import load_voice_file
 from tiny_bark import REFERENCE
 
 GREEDY = Sampling(temperature=0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bark_cli import checkpoint
+from bark_cli import hub
+from bark_cli import weights as ckpt
 from bark_cli.config import BarkConfig, GenerationConfig
 from bark_cli.errors import CheckpointError
 from tiny_bark import TINY_CODEC, TINY_WIDTH, build_tiny_model, legacy_state_dict
@@ -32,7 +34,7 @@ def copy_without_weights(src: Path, dst: Path) -> Path:
     return dst
 
 
-def all_tensors(weights: checkpoint.BarkWeights) -> dict[str, torch.Tensor]:
+def all_tensors(weights: ckpt.BarkWeights) -> dict[str, torch.Tensor]:
     out = {}
     for name in ("semantic", "coarse", "fine", "codec"):
         for key, value in getattr(weights, name).state_dict().items():
@@ -42,10 +44,10 @@ def all_tensors(weights: checkpoint.BarkWeights) -> dict[str, torch.Tensor]:
 
 def test_every_key_maps_none_missing_or_left_over(tiny_checkpoint):
     """Each checkpoint tensor lands in exactly one of our parameters, and each parameter is filled."""
-    state = checkpoint.load_state_dict(tiny_checkpoint)
-    parts = checkpoint.split_state_dict(state)
+    state = ckpt.load_state_dict(tiny_checkpoint)
+    parts = ckpt.split_state_dict(state)
     assert sum(len(p) for p in parts.values()) == len(state)
-    weights = checkpoint.load_weights(tiny_checkpoint)
+    weights = ckpt.load_weights(tiny_checkpoint)
     for name, module in [("semantic", weights.semantic), ("coarse", weights.coarse), ("fine", weights.fine),
                          ("codec", weights.codec)]:
         for key, value in module.state_dict().items():
@@ -69,8 +71,8 @@ def test_legacy_bin_and_safetensors_load_identically(tiny_checkpoint, tmp_path):
     legacy = legacy_state_dict(reference)
     assert any(k.endswith("weight_g") for k in legacy) and "fine_acoustics.lm_heads.0.weight" in legacy
     torch.save(legacy, folder / "pytorch_model.bin")
-    from_bin = all_tensors(checkpoint.load_weights(folder))
-    from_safetensors = all_tensors(checkpoint.load_weights(tiny_checkpoint))
+    from_bin = all_tensors(ckpt.load_weights(folder))
+    from_safetensors = all_tensors(ckpt.load_weights(tiny_checkpoint))
     assert from_bin.keys() == from_safetensors.keys()
     for key in from_bin:
         assert torch.equal(from_bin[key], from_safetensors[key]), key
@@ -86,8 +88,8 @@ def test_sharded_safetensors_with_index(tiny_checkpoint, tmp_path):
         save_file({k: state[k].contiguous() for k in shard_keys}, str(folder / name))
         weight_map.update({k: name for k in shard_keys})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    sharded = all_tensors(checkpoint.load_weights(folder))
-    whole = all_tensors(checkpoint.load_weights(tiny_checkpoint))
+    sharded = all_tensors(ckpt.load_weights(folder))
+    whole = all_tensors(ckpt.load_weights(tiny_checkpoint))
     assert all(torch.equal(sharded[k], whole[k]) for k in whole)
 
 
@@ -101,43 +103,43 @@ def test_missing_key_is_named(tiny_checkpoint, tmp_path):
     state = load_file(str(tiny_checkpoint / "model.safetensors"))
     del state["coarse_acoustics.layers.1.attn.out_proj.weight"]
     with pytest.raises(CheckpointError, match=r"coarse_acoustics\.layers\.1\.attn\.out_proj\.weight"):
-        checkpoint.load_weights(write_state(tiny_checkpoint, tmp_path, state))
+        ckpt.load_weights(write_state(tiny_checkpoint, tmp_path, state))
 
 
 def test_unexpected_key_is_named(tiny_checkpoint, tmp_path):
     state = load_file(str(tiny_checkpoint / "model.safetensors"))
     state["semantic.layers.0.attn.extra_proj.weight"] = torch.zeros(2, 2)
     with pytest.raises(CheckpointError, match=r"semantic\.layers\.0\.attn\.extra_proj\.weight"):
-        checkpoint.load_weights(write_state(tiny_checkpoint, tmp_path, state))
+        ckpt.load_weights(write_state(tiny_checkpoint, tmp_path, state))
 
 
 def test_foreign_prefix_is_named(tiny_checkpoint, tmp_path):
     state = load_file(str(tiny_checkpoint / "model.safetensors"))
     state["vocoder.weight"] = torch.zeros(2)
     with pytest.raises(CheckpointError, match=r"vocoder\.weight"):
-        checkpoint.load_weights(write_state(tiny_checkpoint, tmp_path, state))
+        ckpt.load_weights(write_state(tiny_checkpoint, tmp_path, state))
 
 
 def test_misshaped_key_is_named(tiny_checkpoint, tmp_path):
     state = load_file(str(tiny_checkpoint / "model.safetensors"))
     state["fine_acoustics.position_embeds_layer.weight"] = torch.zeros(512, 32)
     with pytest.raises(CheckpointError, match=r"fine_acoustics\.position_embeds_layer\.weight.*\(512, 32\)"):
-        checkpoint.load_weights(write_state(tiny_checkpoint, tmp_path, state))
+        ckpt.load_weights(write_state(tiny_checkpoint, tmp_path, state))
 
 
 def test_half_weight_norm_pair_is_named(tiny_checkpoint, tmp_path):
     state = load_file(str(tiny_checkpoint / "model.safetensors"))
     del state["codec_model.decoder.layers.3.conv.parametrizations.weight.original1"]
     with pytest.raises(CheckpointError, match=r"decoder\.layers\.3\.conv"):
-        checkpoint.load_weights(write_state(tiny_checkpoint, tmp_path, state))
+        ckpt.load_weights(write_state(tiny_checkpoint, tmp_path, state))
 
 
 def test_folder_without_weights_or_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({}))
     with pytest.raises(CheckpointError, match="model.safetensors or pytorch_model.bin"):
-        checkpoint.load_weights(tmp_path)
+        ckpt.load_weights(tmp_path)
     with pytest.raises(CheckpointError, match="config.json"):
-        checkpoint.read_configs(tmp_path / "nothing-here")
+        ckpt.read_configs(tmp_path / "nothing-here")
 
 
 def test_generation_constants_come_from_the_file(tiny_checkpoint, tmp_path):
@@ -148,12 +150,12 @@ def test_generation_constants_come_from_the_file(tiny_checkpoint, tmp_path):
     data["coarse_acoustics_config"]["sliding_window_len"] = 40
     data["fine_acoustics_config"]["temperature"] = 0.4
     (folder / "generation_config.json").write_text(json.dumps(data))
-    _, gen = checkpoint.read_configs(folder)
+    _, gen = ckpt.read_configs(folder)
     assert (gen.max_new_tokens, gen.semantic_temperature, gen.sliding_window_len, gen.fine_temperature) == (
         500, 0.6, 40, 0.4)
     assert gen.coarse_temperature == 0.7 and gen.semantic_top_k == 50 and gen.min_eos_p == 0.2
     (folder / "generation_config.json").unlink()
-    _, defaults = checkpoint.read_configs(folder)  # absent file: the spec's values
+    _, defaults = ckpt.read_configs(folder)  # absent file: the spec's values
     assert defaults.max_new_tokens == 768 and defaults.text_encoding_offset == 10_048
 
 
@@ -170,20 +172,20 @@ def test_hub_id_resolves_from_the_offline_cache(tiny_checkpoint, tmp_path, monke
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    folder = checkpoint.resolve_model("suno/bark-small")
+    folder = hub.resolve_model("suno/bark-small")
     assert (folder / "model.safetensors").is_file()
     with pytest.raises(CheckpointError, match="suno/bark.*not in the local cache"):
-        checkpoint.resolve_model("suno/bark")
+        hub.resolve_model("suno/bark")
 
 
 @pytest.mark.parametrize("bad", ["./no/such/folder", "not a model id", "a/b/c"])
 def test_bad_model_names(bad):
     with pytest.raises(CheckpointError):
-        checkpoint.resolve_model(bad)
+        hub.resolve_model(bad)
 
 
 def test_reduced_precision_load(tiny_checkpoint):
-    weights = checkpoint.load_weights(tiny_checkpoint, torch.bfloat16)
+    weights = ckpt.load_weights(tiny_checkpoint, torch.bfloat16)
     assert weights.semantic.lm_head.weight.dtype == torch.bfloat16
     assert weights.fine.lm_heads[0].weight.dtype == torch.bfloat16
     assert next(weights.codec.parameters()).dtype == torch.float32
@@ -203,10 +205,10 @@ def test_tiny_model_is_random_not_default_init():
 def test_random_weights_match_a_loaded_checkpoint(tiny_checkpoint):
     """Same modules, keys, shapes and dtypes as load_weights gives for the same config.json,
     finished the same way: nothing left on the meta device, eval mode, no gradients."""
-    config, gen = checkpoint.read_configs(tiny_checkpoint)
+    config, gen = ckpt.read_configs(tiny_checkpoint)
     for dtype in (torch.float32, torch.bfloat16):
-        loaded = checkpoint.load_weights(tiny_checkpoint, dtype)
-        random = checkpoint.random_weights(config, gen, seed=0, dtype=dtype)
+        loaded = ckpt.load_weights(tiny_checkpoint, dtype)
+        random = ckpt.random_weights(config, gen, seed=0, dtype=dtype)
         assert (random.config, random.generation) == (config, gen)
         ours, theirs = all_tensors(random), all_tensors(loaded)
         assert ours.keys() == theirs.keys()
@@ -220,7 +222,7 @@ def test_random_weights_match_a_loaded_checkpoint(tiny_checkpoint):
 
 
 def test_random_weights_tie_the_fine_heads():
-    weights = checkpoint.random_weights(BarkConfig.from_dict(TINY_CONFIG), GenerationConfig())
+    weights = ckpt.random_weights(BarkConfig.from_dict(TINY_CONFIG), GenerationConfig())
     fine = weights.fine
     given = fine.config.n_codes_given
     for i, head in enumerate(fine.lm_heads):
@@ -231,9 +233,9 @@ def test_random_weights_tie_the_fine_heads():
 def test_random_weights_are_seeded_and_leave_the_global_rng_alone():
     config = BarkConfig.from_dict(TINY_CONFIG)
     before = torch.get_rng_state()
-    first = all_tensors(checkpoint.random_weights(config, GenerationConfig(), seed=3))
-    again = all_tensors(checkpoint.random_weights(config, GenerationConfig(), seed=3))
-    other = all_tensors(checkpoint.random_weights(config, GenerationConfig(), seed=4))
+    first = all_tensors(ckpt.random_weights(config, GenerationConfig(), seed=3))
+    again = all_tensors(ckpt.random_weights(config, GenerationConfig(), seed=3))
+    other = all_tensors(ckpt.random_weights(config, GenerationConfig(), seed=4))
     assert torch.equal(torch.get_rng_state(), before)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["semantic.lm_head.weight"], other["semantic.lm_head.weight"])
@@ -244,7 +246,7 @@ def test_random_weights_are_seeded_and_leave_the_global_rng_alone():
 def test_random_weights_run():
     """Every stage turns its input into finite output of the right shape."""
     config = BarkConfig.from_dict(TINY_CONFIG)
-    weights = checkpoint.random_weights(config, GenerationConfig(), seed=1)
+    weights = ckpt.random_weights(config, GenerationConfig(), seed=1)
     ids = torch.randint(0, 1000, (2, 5))
     logits = weights.semantic(ids, all_logits=True)
     assert logits.shape == (2, 5, config.semantic.output_vocab_size) and logits.isfinite().all()
@@ -260,16 +262,16 @@ def test_random_weights_run():
 # --- tensor_headers ---------------------------------------------------------------------------
 
 
-def described(state: dict[str, torch.Tensor]) -> dict[str, checkpoint.TensorInfo]:
-    return {k: checkpoint.TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch."), v.numel() * v.element_size())
+def described(state: dict[str, torch.Tensor]) -> dict[str, ckpt.TensorInfo]:
+    return {k: ckpt.TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch."), v.numel() * v.element_size())
             for k, v in state.items()}
 
 
 def test_tensor_headers_single_file(tiny_checkpoint):
     state = load_file(str(tiny_checkpoint / "model.safetensors"))
-    headers = checkpoint.tensor_headers(tiny_checkpoint)
+    headers = ckpt.tensor_headers(tiny_checkpoint)
     assert headers == described(state)
-    assert headers["semantic.lm_head.weight"].numel == state["semantic.lm_head.weight"].numel()
+    assert math.prod(headers["semantic.lm_head.weight"].shape) == state["semantic.lm_head.weight"].numel()
 
 
 def test_tensor_headers_sharded_mixed_dtypes_and_bin(tiny_checkpoint, tmp_path):
@@ -284,27 +286,27 @@ def test_tensor_headers_sharded_mixed_dtypes_and_bin(tiny_checkpoint, tmp_path):
         save_file({k: state[k].contiguous() for k in shard_keys}, str(folder / name))
         weight_map.update({k: name for k in shard_keys})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    headers = checkpoint.tensor_headers(folder)
+    headers = ckpt.tensor_headers(folder)
     assert headers == described(state)
     assert headers["coarse_acoustics.lm_head.weight"].dtype_name == "bfloat16"
     assert headers["semantic.layers.0.attn.bias"].dtype_name == "bool"
 
     # load_weights' file rules: a stray shard the index does not name is not read
     save_file({"vocoder.weight": torch.zeros(2)}, str(folder / "model-00009-of-00009.safetensors"))
-    assert checkpoint.tensor_headers(folder) == headers
+    assert ckpt.tensor_headers(folder) == headers
 
     bin_folder = copy_without_weights(tiny_checkpoint, tmp_path / "bin")
     torch.save(state, bin_folder / "pytorch_model.bin")
-    assert checkpoint.tensor_headers(bin_folder) == described(state)
+    assert ckpt.tensor_headers(bin_folder) == described(state)
 
 
 def test_tensor_headers_errors(tiny_checkpoint, tmp_path):
     folder = copy_without_weights(tiny_checkpoint, tmp_path / "none")
     with pytest.raises(CheckpointError, match="model.safetensors or pytorch_model.bin"):
-        checkpoint.tensor_headers(folder)
+        ckpt.tensor_headers(folder)
     (folder / "model.safetensors").write_bytes((10**9).to_bytes(8, "little") + b"{}")
     with pytest.raises(CheckpointError, match="model.safetensors"):
-        checkpoint.tensor_headers(folder)
+        ckpt.tensor_headers(folder)
     (folder / "model.safetensors").write_bytes((5).to_bytes(8, "little") + b"{oops")
     with pytest.raises(CheckpointError, match="model.safetensors"):
-        checkpoint.tensor_headers(folder)
+        ckpt.tensor_headers(folder)

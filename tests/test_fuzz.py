@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from bark_cli.batch import Template
-from bark_cli.checkpoint import _weight_files, read_configs
 from bark_cli.errors import CheckpointError, InputError, PresetError
-from bark_cli.presets import MAX_PROMPT_FRAMES, MAX_PROMPT_TOKENS, load_voice_file
 from bark_cli.text import load_tokenizer, plan_segments
+from bark_cli.voice import MAX_PROMPT_FRAMES, MAX_PROMPT_TOKENS, load_voice_file
+from bark_cli.weights import _weight_files, read_configs
 from tiny_bark import make_prompt, write_tokenizer_files
 
 # Pieces random texts are built from: words, Bark's markers, punctuation of several scripts,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bark_cli import checkpoint, presets
+from bark_cli import presets
 from bark_cli.errors import (
     CheckpointError,
     DownloadIncompleteError,
@@ -24,6 +24,7 @@ from bark_cli.errors import (
     ModelNotFoundError,
     NotCachedError,
 )
+from bark_cli.hub import hub_timeout, resolve_model
 
 BARK = Path(sys.executable).with_name("bark")
 SHA = "0123456789abcdef" * 2 + "01234567"
@@ -152,7 +153,7 @@ def test_a_refused_connection_is_unreachable(online, capfd):
     online(endpoint)
     start = time.perf_counter()
     with pytest.raises(HubUnreachableError, match=f"the Hub \\({endpoint[7:]}\\) could not be reached") as info:
-        checkpoint.resolve_model("suno/bark-small")
+        resolve_model("suno/bark-small")
     assert "check the network" in info.value.hint and "HF_HUB_OFFLINE=1" in info.value.hint
     assert_quick_and_quiet(capfd, start, 3.0)
 
@@ -161,8 +162,8 @@ def test_a_hub_that_does_not_answer_times_out_within_the_bound(online, hub, capf
     online(hub)
     start = time.perf_counter()
     with pytest.raises(HubUnreachableError, match="could not be reached"):
-        checkpoint.resolve_model("t/slow")  # at the default timeout
-    assert checkpoint.hub_timeout() < BOUND_S
+        resolve_model("t/slow")  # at the default timeout
+    assert hub_timeout() < BOUND_S
     assert_quick_and_quiet(capfd, start)
 
 
@@ -171,7 +172,7 @@ def test_hf_hub_etag_timeout_sets_the_wait(online, hub, capfd, monkeypatch):
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
     start = time.perf_counter()
     with pytest.raises(HubUnreachableError):
-        checkpoint.resolve_model("t/slow")
+        resolve_model("t/slow")
     assert_quick_and_quiet(capfd, start, 3.0)
 
 
@@ -183,7 +184,7 @@ def test_an_unreachable_hub_still_serves_the_cache(online):
     (repo / "refs" / "main").write_text(SHA)
     (repo / "snapshots" / SHA).mkdir(parents=True)
     (repo / "snapshots" / SHA / "config.json").write_bytes(CONFIG)
-    assert checkpoint.resolve_model("suno/bark-small") == repo / "snapshots" / SHA
+    assert resolve_model("suno/bark-small") == repo / "snapshots" / SHA
 
 
 @pytest.mark.parametrize("repo,revision,kind,message,hint", [
@@ -197,14 +198,14 @@ def test_hub_answers(online, hub, capfd, repo, revision, kind, message, hint):
     online(hub)
     start = time.perf_counter()
     with pytest.raises(kind, match=message) as info:
-        checkpoint.resolve_model(repo, revision=revision)
+        resolve_model(repo, revision=revision)
     assert hint in info.value.hint
     assert_quick_and_quiet(capfd, start)
 
 
 def test_a_hub_model_downloads(online, hub):
     online(hub)
-    folder = checkpoint.resolve_model("t/model")
+    folder = resolve_model("t/model")
     assert folder.name == SHA and (folder / "config.json").read_bytes() == CONFIG
 
 
@@ -214,24 +215,24 @@ def test_offline_and_not_cached(online, monkeypatch):
     online(closed_port())
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(NotCachedError, match="model t/model is not in the local cache and downloads are off") as info:
-        checkpoint.resolve_model("t/model")
+        resolve_model("t/model")
     assert "unset HF_HUB_OFFLINE" in info.value.hint and "run once online" in info.value.hint
     with pytest.raises(NotCachedError, match="voice list of t/model is not cached"):
-        presets.voice_map_folder("t/model")
+        presets.find_voice("v2/en_speaker_6", "t/model")
 
 
 def test_voice_fetch_says_why(online, hub, capfd):
     """Presets download through the same path: the same errors."""
     online(hub)
     with pytest.raises(ModelNotFoundError, match="no Hub model named t/missing"):
-        presets.find_model_voice("v2/en_speaker_6", "t/missing")
+        presets.find_voice("v2/en_speaker_6", "t/missing")
     with pytest.raises(HubAccessError):
-        presets.find_model_voice("v2/en_speaker_6", "t/gated")
+        presets.find_voice("v2/en_speaker_6", "t/gated")
     with pytest.raises(CheckpointError, match="the voice list of t/model has no file speaker_embeddings_path.json"):
-        presets.find_model_voice("v2/en_speaker_6", "t/model")
+        presets.find_voice("v2/en_speaker_6", "t/model")
     online(closed_port())
     with pytest.raises(HubUnreachableError):
-        presets.find_model_voice("v2/en_speaker_6", "t/model")
+        presets.find_voice("v2/en_speaker_6", "t/model")
     assert capfd.readouterr().err == ""
 
 
@@ -242,7 +243,7 @@ def test_retry_warnings_stay_silenced_only_during_our_calls(online):
     before = logger.level
     online(closed_port())
     with pytest.raises(HubUnreachableError):
-        checkpoint.resolve_model("t/model")
+        resolve_model("t/model")
     assert logger.level == before
 
 

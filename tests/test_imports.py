@@ -40,7 +40,8 @@ def fresh_python(code: str, *args: str, env: dict | None = None, cwd: Path | Non
 
 
 @pytest.mark.parametrize("module", [
-    "bark_cli", "bark_cli.cli", "bark_cli.config", "bark_cli.presets", "bark_cli.text", "bark_cli.checkpoint"])
+    "bark_cli", "bark_cli.cli", "bark_cli.config", "bark_cli.presets", "bark_cli.catalog", "bark_cli.text",
+    "bark_cli.voice", "bark_cli.hub", "bark_cli.weights", "bark_cli.suno"])
 def test_importing_loads_no_torch(module):
     code = f"import json, sys, {module}\nprint(json.dumps({{'torch': 'torch' in sys.modules}}))"
     assert fresh_python(code) == {"torch": False}
@@ -152,7 +153,8 @@ def test_nothing_imports_the_cli():
 
 
 CHAIN = ["cli", "longform", "pipeline", "generation", "decoding", "models"]
-FEEDERS = {"runtime", "text", "presets", "checkpoint", "audio", "batch", "config", "errors"}
+FEEDERS = {"runtime", "text", "presets", "catalog", "voice", "hub", "weights", "suno", "audio", "batch", "config",
+           "errors"}
 
 
 def test_imports_run_down_the_chain():
@@ -169,6 +171,40 @@ def test_imports_run_down_the_chain():
     assert edges(upward) == []
     bottom = {"bark_cli.config", "bark_cli.errors"}
     assert edges(lambda a, b: a in bottom and b.startswith("bark_cli") and b != "bark_cli.errors") == []
+
+
+def ours(name: str) -> set[str]:
+    return {b for b in GRAPH[name] if b.split(".")[0] == "bark_cli"}
+
+
+def at_module_level(name: str) -> set[str]:
+    """The modules of ours that `name` imports when it is imported (not inside its functions)."""
+    found = set()
+    for node in ast.parse(MODULES[name].read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            found.update(f"bark_cli.{node.module}" if node.module else f"bark_cli.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_generation_knows_voices_but_not_where_they_come_from():
+    """The token loops take a VoicePrompt; nothing under them reaches the Hub, the weight files
+    or the presets."""
+    below = {b if not b.startswith("bark_cli.models") else "bark_cli.models" for b in ours("bark_cli.generation")}
+    assert below == {"bark_cli.config", "bark_cli.decoding", "bark_cli.models", "bark_cli.voice"}
+
+
+def test_voice_hub_and_weights_sit_low():
+    """voice.py beside config and errors (audio's atomic write only inside save_voice); hub.py
+    on errors alone; the catalog on nothing; weights on the Hub layout alone, and suno.py on hub
+    and weights, never the other way."""
+    assert at_module_level("bark_cli.voice") == {"bark_cli.config", "bark_cli.errors"}
+    assert ours("bark_cli.voice") == {"bark_cli.config", "bark_cli.errors", "bark_cli.audio"}
+    assert ours("bark_cli.hub") == {"bark_cli.errors"}
+    assert ours("bark_cli.catalog") == set()
+    assert ours("bark_cli.weights") - {"bark_cli.models.codec", "bark_cli.models.fine", "bark_cli.models.gpt"} == {
+        "bark_cli.config", "bark_cli.errors"}
+    assert {"bark_cli.hub", "bark_cli.weights"} <= ours("bark_cli.suno")
+    assert "bark_cli.presets" in ours("bark_cli.pipeline") and "bark_cli.checkpoint" not in MODULES
 
 
 def test_no_import_cycles():

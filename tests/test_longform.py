@@ -7,7 +7,7 @@ import pytest
 
 from bark_cli.errors import InputError
 from bark_cli.longform import plan_text, speak
-from bark_cli.presets import load_voice_file
+from bark_cli.voice import load_voice_file
 from tiny_bark import REFERENCE
 
 STORY = (

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bark_cli import checkpoint
+from bark_cli.weights import load_weights
 
 TOL = dict(rtol=0, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
 def ours(tiny_checkpoint):
-    return checkpoint.load_weights(tiny_checkpoint)
+    return load_weights(tiny_checkpoint)
 
 
 def max_diff(a, b):
@@ -34,7 +34,7 @@ def test_causal_logits_match_transformers(ours, hf_tiny, stage, vocab):
 def test_semantic_merged_prefix_matches_transformers(ours, hf_tiny):
     """The first semantic step: summed text + history embeddings, then the infer token."""
     from bark_cli.generation import semantic_prefix
-    from bark_cli.presets import validate_voice
+    from bark_cli.voice import validate_voice
     import numpy as np
 
     rng = np.random.default_rng(0)

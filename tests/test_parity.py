@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bark_cli.generation import semantic_prefix
-from bark_cli.presets import load_voice_file
+from bark_cli.voice import load_voice_file
 from tiny_bark import REFERENCE
 
 GREEDY = dict(temperature=0.0)

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bark_cli import presets
+from bark_cli import catalog, presets
 from bark_cli.errors import NotCachedError, PresetError
+from bark_cli.voice import MAX_PROMPT_TOKENS, PROMPT_KEYS, load_voice_file, save_voice
 from tiny_bark import REAL_REASON, real_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +39,11 @@ def make_voice(path: Path, semantic=12, frames=18, **overrides) -> Path:
 
 
 def test_catalog_has_all_261_suno_names():
-    names = [e.name for e in presets.suno_catalog()]
+    names = [e.name for e in catalog.suno_catalog()]
     assert len(names) == len(set(names)) == 261
     expected = {"announcer"} | {f"{v}{lang}_speaker_{n}" for v in ("", "v2/") for lang in LANGUAGES for n in range(10)}
     assert set(names) == expected
-    assert {e.language for e in presets.suno_catalog()} == set(LANGUAGES)
+    assert {e.language for e in catalog.suno_catalog()} == set(LANGUAGES)
 
 
 def test_catalog_matches_the_hub_voice_map():
@@ -51,13 +52,13 @@ def test_catalog_matches_the_hub_voice_map():
         pytest.skip(REAL_REASON)
     hub_map = real_reference() / "hf-configs" / "bark-speaker_embeddings_path.json"
     keys = set(json.loads(hub_map.read_text())) - {"repo_or_path"}
-    assert keys == {e.name for e in presets.suno_catalog()}
+    assert keys == {e.name for e in catalog.suno_catalog()}
 
 
 def test_presets_folder_holds_the_catalog():
-    """presets/suno.json is the catalog as a file; regenerate it with presets.catalog_json()."""
+    """presets/suno.json is the catalog as a file; regenerate it with catalog.catalog_json()."""
     text = (ROOT / "presets" / "suno.json").read_text()
-    assert text == presets.catalog_json()
+    assert text == catalog.catalog_json()
     data = json.loads(text)
     assert len(data["presets"]) == 261 and set(data["languages"]) == set(LANGUAGES)
     assert all(set(row) == {"name", "language"} for row in data["presets"])  # names and languages only
@@ -125,29 +126,38 @@ def test_resolution_order(tmp_path, tiny_checkpoint, monkeypatch):
     presets.add_user_voice(make_voice(tmp_path / "u.npz", semantic=9), "mine")
     user = presets.find_voice("mine", tiny_checkpoint)
     assert user.source == "user" and len(user.prompt.semantic_prompt) == 9
-    suno = presets.find_voice("v2/en_speaker_6", tiny_checkpoint, str(tiny_checkpoint))
+    suno = presets.find_voice("v2/en_speaker_6", tiny_checkpoint)
     assert suno.source == "suno" and len(suno.files) == 3
     assert all(f.is_relative_to(tiny_checkpoint) for f in suno.files)
     # The library entry point used by Bark.resolve_voice follows the same order.
-    assert len(presets.resolve_voice("mine", tiny_checkpoint).semantic_prompt) == 9
+    assert len(presets.find_voice("mine", tiny_checkpoint).prompt.semantic_prompt) == 9
     monkeypatch.chdir(tmp_path)
-    assert len(presets.resolve_voice("file.npz", tiny_checkpoint).semantic_prompt) == 7
+    assert len(presets.find_voice("file.npz", tiny_checkpoint).prompt.semantic_prompt) == 7
 
 
 def test_unknown_name_suggests_a_close_one(tiny_checkpoint):
     with pytest.raises(PresetError, match="unknown voice 'v2/en_speakr_6'") as info:
-        presets.resolve_voice("v2/en_speakr_6", tiny_checkpoint)
+        presets.find_voice("v2/en_speakr_6", tiny_checkpoint)
     assert "did you mean v2/en_speaker_6" in info.value.hint
     with pytest.raises(PresetError, match="does not exist"):
-        presets.resolve_voice("missing.npz", tiny_checkpoint)
+        presets.find_voice("missing.npz", tiny_checkpoint)
 
 
 def test_model_voice_without_a_cached_hub_model():
     """A Suno name on a Hub id that is not cached: a clear error offline, never a download."""
     with pytest.raises(NotCachedError, match="not cached and downloads are off"):
-        presets.find_model_voice("v2/en_speaker_6", "bark-cli-tests/not-cached")
+        presets.find_voice("v2/en_speaker_6", "bark-cli-tests/not-cached")
     with pytest.raises(PresetError, match="unknown voice"):
-        presets.find_model_voice("nobody", "bark-cli-tests/not-cached")
+        presets.find_voice("nobody", "bark-cli-tests/not-cached")
+
+
+def test_without_fetch_a_hub_preset_waits_for_the_model(tiny_checkpoint):
+    """`bark say` checks --voice before the model loads: nothing is downloaded for it."""
+    assert presets.find_voice("v2/en_speaker_6", "bark-cli-tests/not-cached", fetch=False) is None
+    with pytest.raises(PresetError, match="unknown voice 'nobody'"):
+        presets.find_voice("nobody", "bark-cli-tests/not-cached", fetch=False)
+    local = presets.find_voice("v2/en_speaker_6", tiny_checkpoint, fetch=False)  # a folder's own files: read now
+    assert local.source == "suno" and all(f.is_relative_to(tiny_checkpoint) for f in local.files)
 
 
 # --- listing ----------------------------------------------------------------------------------
@@ -172,10 +182,10 @@ def test_on_disk_is_false_for_an_uncached_hub_model(tmp_path):
 
 
 def test_saved_voice_round_trips(tmp_path):
-    voice = presets.load_voice_file(make_voice(tmp_path / "a.npz"))
-    saved = presets.save_voice(voice, tmp_path / "sub" / "b.npz")
-    again = presets.load_voice_file(saved)
-    for key in presets.PROMPT_KEYS:
+    voice = load_voice_file(make_voice(tmp_path / "a.npz"))
+    saved = save_voice(voice, tmp_path / "sub" / "b.npz")
+    again = load_voice_file(saved)
+    for key in PROMPT_KEYS:
         np.testing.assert_array_equal(getattr(again, key), getattr(voice, key))
     assert saved.stat().st_mode & 0o044  # readable like any file, not mkstemp's 0600
 
@@ -204,7 +214,7 @@ def _npz_with_header(path: Path, key: str, header: dict, data: bytes = b"") -> P
 
 @pytest.mark.parametrize("key,header,message", [
     ("semantic_prompt", {"descr": "<i8", "fortran_order": False, "shape": (2**40,)}, "more than the 4096"),
-    ("semantic_prompt", {"descr": "<i8", "fortran_order": False, "shape": (presets.MAX_PROMPT_TOKENS + 1,)},
+    ("semantic_prompt", {"descr": "<i8", "fortran_order": False, "shape": (MAX_PROMPT_TOKENS + 1,)},
      "more than the 4096"),
     ("coarse_prompt", {"descr": "<i8", "fortran_order": False, "shape": (2, 10**9)}, "frames, more than"),
     ("fine_prompt", {"descr": "<i8", "fortran_order": False, "shape": (8, 4, 4)}, "has shape (8, 4, 4)"),
@@ -216,31 +226,31 @@ def test_voice_sizes_and_types_are_refused_from_the_header(tmp_path, key, header
     # the only way to name the size (reading would fail as "cut short" instead).
     path = _npz_with_header(tmp_path / "v.npz", key, header, b"\x00" * 8)
     with pytest.raises(PresetError) as caught:
-        presets.load_voice_file(path)
+        load_voice_file(path)
     assert message in caught.value.message and key in caught.value.message
 
 
 def test_a_voice_at_the_limit_loads_and_a_cut_one_is_refused(tmp_path):
-    limit = presets.MAX_PROMPT_TOKENS
+    limit = MAX_PROMPT_TOKENS
     path = _npz_with_header(tmp_path / "big.npz", "semantic_prompt",
                             {"descr": "<i2", "fortran_order": False, "shape": (limit,)},
                             np.full(limit, 9, np.int16).tobytes())
-    voice = presets.load_voice_file(path)
+    voice = load_voice_file(path)
     assert voice.semantic_prompt.shape == (limit,) and voice.semantic_prompt.dtype == np.int64
     assert set(voice.semantic_prompt.tolist()) == {9}
     cut = _npz_with_header(tmp_path / "cut.npz", "semantic_prompt",
                            {"descr": "<i2", "fortran_order": False, "shape": (100,)}, b"\x01\x00" * 10)
     with pytest.raises(PresetError, match="cut short"):
-        presets.load_voice_file(cut)
+        load_voice_file(cut)
 
 
 def test_fortran_ordered_voice_arrays_read_as_numpy_does(tmp_path):
     coarse = np.asfortranarray(np.arange(12, dtype=np.int64).reshape(2, 6))
     np.savez(tmp_path / "f.npz", semantic_prompt=np.arange(4), coarse_prompt=coarse,
              fine_prompt=np.asfortranarray(np.arange(48, dtype=np.int64).reshape(8, 6) % 1024))
-    voice = presets.load_voice_file(tmp_path / "f.npz")
+    voice = load_voice_file(tmp_path / "f.npz")
     with np.load(tmp_path / "f.npz") as data:  # numpy's own reader is the oracle
-        for key in presets.PROMPT_KEYS:
+        for key in PROMPT_KEYS:
             np.testing.assert_array_equal(getattr(voice, key), data[key])
 
 
@@ -253,4 +263,4 @@ def test_a_preset_npy_is_checked_from_its_header(tiny_checkpoint, tmp_path):
     with open(folder / rel, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, {"descr": "<i8", "fortran_order": False, "shape": (10**8,)})
     with pytest.raises(PresetError, match="more than the 4096"):
-        presets.resolve_voice("v2/en_speaker_0", model_folder=folder)
+        presets.find_voice("v2/en_speaker_0", folder)

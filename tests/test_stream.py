@@ -26,7 +26,7 @@ from bark_cli import audio
 from bark_cli.cli import app
 from bark_cli.errors import InputError, OutputError
 from bark_cli.longform import speak, stream
-from bark_cli.presets import load_voice_file
+from bark_cli.voice import load_voice_file
 from tiny_bark import REFERENCE
 
 BARK = Path(sys.executable).with_name("bark")

@@ -23,7 +23,9 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from bark_cli import checkpoint, presets, suno
+from bark_cli import catalog, hub, presets, suno
+from bark_cli.weights import BarkWeights, generation_json
+from bark_cli.weights import load_weights as load_hub_layout
 from bark_cli.cli import app
 from bark_cli.config import GenerationConfig
 from bark_cli.errors import CheckpointError, NotCachedError, PresetError
@@ -115,9 +117,9 @@ def suno_folder(tiny_checkpoint, hf_tiny, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def loaded(suno_folder, tiny_checkpoint) -> tuple[checkpoint.BarkWeights, checkpoint.BarkWeights]:
+def loaded(suno_folder, tiny_checkpoint) -> tuple[BarkWeights, BarkWeights]:
     """load_weights of Suno's files and of the Hub folder they were written from."""
-    return checkpoint.load_weights(suno_folder), checkpoint.load_weights(tiny_checkpoint)
+    return suno.load_weights(suno_folder), load_hub_layout(tiny_checkpoint)
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +131,7 @@ def isolated(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("BARK_VOICES_DIR", str(tmp_path / "voices"))
 
 
-def all_tensors(weights: checkpoint.BarkWeights) -> dict[str, torch.Tensor]:
+def all_tensors(weights: BarkWeights) -> dict[str, torch.Tensor]:
     return {f"{name}.{key}": value for name in ("semantic", "coarse", "fine", "codec")
             for key, value in getattr(weights, name).state_dict().items()}
 
@@ -155,11 +157,6 @@ def test_the_files_are_in_suno_format(suno_folder):
     assert "vocab_size" in fine["model_args"] and "input_vocab_size" not in fine["model_args"]
     codec = torch.load(suno_folder / suno.CODEC_FILE, weights_only=True)
     assert "decoder.model.3.convtr.convtr.weight_g" in codec and "quantizer.vq.layers.0._codebook.embed" in codec
-
-
-def test_constants_agree_with_checkpoint():
-    assert suno.HUB_PREFIXES == checkpoint.PREFIXES
-    assert set(suno.TOKENIZER_NAMES) == set(checkpoint.TOKENIZER_FILES)
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -240,7 +237,7 @@ def test_suno_files_sample_with_suno_defaults(barks):
 def test_generation_json_round_trips(loaded):
     config = loaded[0].config
     for gen in (GenerationConfig(), suno.generation_config(config)):
-        assert GenerationConfig.from_dict(suno.generation_json(gen)) == gen
+        assert GenerationConfig.from_dict(generation_json(gen)) == gen
 
 
 # --- the codec ------------------------------------------------------------------------------------
@@ -250,7 +247,7 @@ def test_generation_json_round_trips(loaded):
 def test_encodec_package_codec_decodes_as_the_hub_codec(suno_folder, loaded):
     from bark_cli.models.codec import EncodecDecoder, codec_state_dict
 
-    config, state = suno.read_codec(suno_folder, None)
+    config, state = suno.read_codec(suno_folder, download=False)
     assert any(k.endswith("weight_g") for k in state)
     codec = EncodecDecoder(config)
     codec.load_state_dict({k: v for k, v in codec_state_dict(state).items()}, strict=True)
@@ -267,7 +264,7 @@ def test_codec_from_torch_hubs_cache(suno_folder, loaded, tmp_path, monkeypatch)
     hub_dir.mkdir(parents=True)
     shutil.copyfile(suno_folder / suno.CODEC_FILE, hub_dir / suno.CODEC_FILE)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    weights = checkpoint.load_weights(folder)
+    weights = suno.load_weights(folder)
     assert torch.equal(weights.codec.quantizer.layers[5].codebook.embed,
                        loaded[0].codec.quantizer.layers[5].codebook.embed)
 
@@ -280,7 +277,7 @@ def test_no_codec_offline_says_how_to_get_it(suno_folder, tmp_path, monkeypatch)
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     with pytest.raises(NotCachedError) as caught:
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
     assert suno.CODEC_REPO in caught.value.message
     assert suno.CODEC_FILE in caught.value.hint and str(tmp_path / "torch") in caught.value.hint
 
@@ -316,7 +313,7 @@ def test_codec_from_the_hubs_encodec_24khz(suno_folder, tiny_checkpoint, loaded,
     codec_config = json.loads((tiny_checkpoint / "config.json").read_text())["codec_config"]
     offline_cache(tmp_path, monkeypatch, suno.CODEC_REPO, {
         "config.json": json.dumps(codec_config).encode(), "model.safetensors": tmp_path / "model.safetensors"})
-    weights = checkpoint.load_weights(folder)
+    weights = suno.load_weights(folder)
     a, b = all_tensors(weights), all_tensors(loaded[1])
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("codec."))
 
@@ -324,8 +321,8 @@ def test_codec_from_the_hubs_encodec_24khz(suno_folder, tiny_checkpoint, loaded,
 def test_tokenizer_from_the_hubs_bark_small(suno_folder, tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.delenv(suno.TOKENIZER_ENV)
     snapshot = offline_cache(tmp_path, monkeypatch, suno.TOKENIZER_REPO,
-                             {name: tiny_checkpoint / name for name in suno.TOKENIZER_NAMES})
-    assert suno.tokenizer_folder(suno_folder, checkpoint.hub_snapshot) == snapshot
+                             {name: tiny_checkpoint / name for name in hub.TOKENIZER_FILES})
+    assert suno.tokenizer_folder(suno_folder) == snapshot
 
 
 # --- finding the files ---------------------------------------------------------------------------
@@ -334,10 +331,10 @@ def test_tokenizer_from_the_hubs_bark_small(suno_folder, tiny_checkpoint, tmp_pa
 def test_suno_original_is_suno_cache_folder(suno_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     with pytest.raises(CheckpointError, match="holds no Bark checkpoints"):
-        checkpoint.resolve_model("suno-original")
+        hub.resolve_model("suno-original")
     (tmp_path / "xdg" / "suno").mkdir(parents=True)
     (tmp_path / "xdg" / "suno" / "bark_v0").symlink_to(suno_folder)
-    assert checkpoint.resolve_model("suno-original") == tmp_path / "xdg" / "suno" / "bark_v0"
+    assert hub.resolve_model("suno-original") == tmp_path / "xdg" / "suno" / "bark_v0"
 
 
 def test_small_file_names(suno_folder, loaded, tmp_path):
@@ -347,7 +344,7 @@ def test_small_file_names(suno_folder, loaded, tmp_path):
         (folder / suno.SIZES["small"][stage]).symlink_to(suno_folder / name)
     (folder / suno.CODEC_FILE).symlink_to(suno_folder / suno.CODEC_FILE)
     assert suno.stage_files(folder)["coarse"].name == "coarse.pt"
-    assert torch.equal(checkpoint.load_weights(folder).coarse.lm_head.weight,
+    assert torch.equal(suno.load_weights(folder).coarse.lm_head.weight,
                        loaded[0].coarse.lm_head.weight)
 
 
@@ -362,7 +359,7 @@ def test_an_incomplete_set_names_what_is_missing(suno_folder, tmp_path, present,
     for name in present:
         (folder / name).symlink_to(suno_folder / "text_2.pt")
     with pytest.raises(CheckpointError, match=f"lacks {missing} of Suno's"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
 
 
 # --- what a file may hold --------------------------------------------------------------------------
@@ -387,7 +384,7 @@ def test_a_pickled_payload_is_refused_and_never_runs(suno_folder, tmp_path, name
     else:
         torch.save({"model_args": {"n_layer": 1}, "model": {}, "best_val_loss": Payload(marker)}, folder / name)
     with pytest.raises(CheckpointError, match=rf"{name} holds a pickled object bark-cli will not load \(io.open\)"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
     assert not marker.exists()
     result = CliRunner().invoke(app, ["models", "info", str(folder)])
     assert result.exit_code == 2 and not marker.exists()
@@ -408,7 +405,7 @@ def test_a_missing_key_is_named(suno_folder, tmp_path):
     folder = copy_folder(suno_folder, tmp_path / "models")
     rewrite(folder, "coarse_2.pt", lambda model: model.pop("_orig_mod.transformer.h.1.mlp.c_fc.weight"))
     with pytest.raises(CheckpointError, match=r"coarse_2.pt lacks key _orig_mod.transformer.h.1.mlp.c_fc.weight"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
 
 
 def test_an_unexpected_key_is_named(suno_folder, tmp_path):
@@ -416,7 +413,7 @@ def test_an_unexpected_key_is_named(suno_folder, tmp_path):
     rewrite(folder, "text_2.pt", lambda model: model.update({"_orig_mod.transformer.h.0.attn.q_norm.weight":
                                                              torch.zeros(3)}))
     with pytest.raises(CheckpointError, match=r"text_2.pt has unexpected key _orig_mod.transformer.h.0.attn.q_norm"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
 
 
 def test_a_misshaped_key_is_named(suno_folder, tmp_path):
@@ -425,7 +422,7 @@ def test_a_misshaped_key_is_named(suno_folder, tmp_path):
                                                              torch.zeros(96, 16)}))
     with pytest.raises(CheckpointError, match=r"fine_2.pt: _orig_mod.transformer.h.1.attn.c_attn.weight has shape "
                                               r"\(96, 16\), model_args imply \(96, 32\)"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
 
 
 def test_impossible_model_args_are_named(suno_folder, tmp_path):
@@ -434,11 +431,11 @@ def test_impossible_model_args_are_named(suno_folder, tmp_path):
     data["model_args"]["n_head"] = 3  # 32 wide: not a multiple
     torch.save(data, folder / "coarse_2.pt")
     with pytest.raises(CheckpointError, match=r"coarse_2.pt: model_args hidden_size is 32: must be a multiple"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
     del data["model_args"]["n_embd"]
     torch.save(data, folder / "coarse_2.pt")
     with pytest.raises(CheckpointError, match=r"coarse_2.pt: model_args lack n_embd"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
 
 
 def test_an_unknown_codec_key_is_named(suno_folder, tmp_path):
@@ -447,22 +444,21 @@ def test_an_unknown_codec_key_is_named(suno_folder, tmp_path):
     state["decoder.model.0.conv.norm.weight"] = torch.zeros(3)
     torch.save(state, folder / suno.CODEC_FILE)
     with pytest.raises(CheckpointError, match="has unexpected key decoder.model.0.conv.norm.weight"):
-        checkpoint.load_weights(folder)
+        suno.load_weights(folder)
 
 
 # --- the tokenizer ----------------------------------------------------------------------------------
 
 
 def test_tokenizer_beside_the_files_or_named(suno_folder, tiny_checkpoint, tmp_path, monkeypatch):
-    hub_snapshot = checkpoint.hub_snapshot
     monkeypatch.delenv(suno.TOKENIZER_ENV)
     folder = copy_folder(suno_folder, tmp_path / "models")
     (folder / "vocab.txt").symlink_to(tiny_checkpoint / "vocab.txt")
-    assert suno.tokenizer_folder(folder, hub_snapshot) == folder
+    assert suno.tokenizer_folder(folder) == folder
     monkeypatch.setenv(suno.TOKENIZER_ENV, str(tmp_path / "nothing"))
     with pytest.raises(CheckpointError, match=f"{suno.TOKENIZER_ENV}=.* holds no vocab.txt"):
-        suno.tokenizer_folder(folder, hub_snapshot)
-    assert suno.tokenizer_folder(tiny_checkpoint, hub_snapshot) == tiny_checkpoint  # a Hub folder: its own
+        suno.tokenizer_folder(folder)
+    assert suno.tokenizer_folder(tiny_checkpoint) == tiny_checkpoint  # a Hub folder: its own
 
 
 def test_no_tokenizer_offline_is_a_clear_error(suno_folder, tmp_path, monkeypatch):
@@ -472,7 +468,7 @@ def test_no_tokenizer_offline_is_a_clear_error(suno_folder, tmp_path, monkeypatc
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     with pytest.raises(NotCachedError) as caught:
-        suno.tokenizer_folder(suno_folder, checkpoint.hub_snapshot)
+        suno.tokenizer_folder(suno_folder)
     assert "suno/bark-small" in caught.value.message and suno.TOKENIZER_ENV in caught.value.hint
 
 
@@ -482,10 +478,10 @@ def test_no_tokenizer_offline_is_a_clear_error(suno_folder, tmp_path, monkeypatc
 def test_convert_round_trips(suno_folder, loaded, barks, tmp_path):
     from bark_cli import Bark
 
-    target = suno.convert(suno_folder, tmp_path / "converted", checkpoint.hub_snapshot)
+    target = suno.convert(suno_folder, tmp_path / "converted")
     assert sorted(p.name for p in target.iterdir()) == sorted(
-        ["config.json", "generation_config.json", "model.safetensors", *suno.TOKENIZER_NAMES])
-    a, b = all_tensors(checkpoint.load_weights(target)), all_tensors(loaded[0])
+        ["config.json", "generation_config.json", "model.safetensors", *hub.TOKENIZER_FILES])
+    a, b = all_tensors(load_hub_layout(target)), all_tensors(loaded[0])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     converted = Bark.load(target, device="cpu", dtype="float32")
     original = barks[0]
@@ -501,7 +497,7 @@ def test_convert_round_trips(suno_folder, loaded, barks, tmp_path):
 def test_convert_loads_in_transformers(suno_folder, hf_tiny, tmp_path):
     from transformers import BarkModel
 
-    target = suno.convert(suno_folder, tmp_path / "converted", checkpoint.hub_snapshot)
+    target = suno.convert(suno_folder, tmp_path / "converted")
     model = BarkModel.from_pretrained(target)
     reference = hf_tiny.state_dict()
     for key, value in model.state_dict().items():
@@ -549,7 +545,7 @@ def test_import_keeps_the_folder_structure_under_a_prefix(tmp_path):
     found = presets.find_voice("suno.v2.en_speaker_6")
     assert found.source == "user"
     np.testing.assert_array_equal(found.prompt.fine_prompt, make_prompt("v2/en_speaker_6")["fine_prompt"])
-    assert not presets.is_suno_name("suno.announcer")
+    assert not catalog.is_suno_name("suno.announcer")
     # A Suno name keeps meaning Suno's preset, never the import.
     assert presets.user_voice_path("v2/en_speaker_6") is None
 

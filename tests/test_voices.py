@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bark_cli.errors import PresetError
-from bark_cli.presets import load_voice_file, save_voice, validate_voice
+from bark_cli.voice import load_voice_file, save_voice, validate_voice
 from tiny_bark import REAL_PRESETS, REAL_REASON, REFERENCE
 
 PROMPTS = REFERENCE / "suno-prompts"

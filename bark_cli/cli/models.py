@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .. import checkpoint, suno
+from .. import hub, suno, weights
 from ..errors import CheckpointError
 from .options import DEFAULT_MODEL, DeviceOptions, JsonOpt, QuietOpt, RevisionOpt
 from .output import Output, examples, human_size, table
@@ -25,7 +25,7 @@ models_app = typer.Typer(help="Bark models in the Hugging Face cache.", no_args_
 def model_on_disk(model: str, revision: str | None) -> Path | None:
     """A local folder, or the cached snapshot of a Hub id (its config.json); None when the model
     is not on this machine. Never touches the network."""
-    if checkpoint.is_local_model(model):
+    if hub.is_local_model(model):
         return Path(model).expanduser()
     if model == suno.ORIGINAL:
         return suno.original_folder()
@@ -114,7 +114,7 @@ def models_download(
     """Fetch a model's files into the Hugging Face cache (only what bark-cli reads) and print its folder."""
     out = Output(quiet)
     quiet_downloads(out)
-    out.result(str(checkpoint.resolve_model(model, revision=revision)))
+    out.result(str(hub.resolve_model(model, revision=revision)))
 
 
 @models_app.command("info", epilog=examples("bark models info", "bark models info ./my-bark --json"))
@@ -133,10 +133,10 @@ def models_info(
     if suno.is_suno_folder(folder):
         config, tensors = _suno_tensors(folder)
     else:
-        config, _ = checkpoint.read_configs(folder)
-        tensors = checkpoint.tensor_headers(folder)
+        config, _ = weights.read_configs(folder)
+        tensors = weights.tensor_headers(folder)
     stages = {}
-    for stage, prefix in checkpoint.PREFIXES.items():
+    for stage, prefix in weights.PREFIXES.items():
         own = [info for key, info in tensors.items()
                if key.startswith(prefix) and info.dtype_name != "bool"]  # bool: stored causal masks, not parameters
         sub = getattr(config, stage)
@@ -173,10 +173,10 @@ def models_info(
 
 
 def _suno_tensors(folder: Path):
-    """Suno's files under the Hugging Face layout's keys, as `checkpoint.tensor_headers` describes
+    """Suno's files under the Hugging Face layout's keys, as `weights.tensor_headers` describes
     a Hub folder (the codec only when it is on this machine). Unpickles the .pt files, safely."""
     config, _, parts = suno.read_folder(folder, codec=False)
-    tensors = {checkpoint.PREFIXES[name] + key: checkpoint.TensorInfo(
+    tensors = {weights.PREFIXES[name] + key: weights.TensorInfo(
         tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
         for name, part in parts.items() for key, t in part.items()}
     return config, tensors
@@ -201,5 +201,5 @@ def models_convert(
         raise CheckpointError(f"{source} is not a folder of Suno's Bark checkpoints",
                               "give the folder holding text_2.pt, coarse_2.pt and fine_2.pt (or text.pt, ...)")
     with out.status(f"converting {folder}"):
-        written = suno.convert(folder, target, checkpoint.hub_snapshot)
+        written = suno.convert(folder, target)
     out.result(str(written))

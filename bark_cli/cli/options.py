@@ -17,9 +17,9 @@ from typing import Annotated, Any, Callable
 
 import typer
 
-from ..checkpoint import DEFAULT_MODEL  # ModelOpt's default, for the commands' signatures
 from ..config import DeviceOptions, SamplingOptions
 from ..errors import InputError
+from ..hub import DEFAULT_MODEL  # ModelOpt's default, for the commands' signatures
 from .errors import BadValue
 
 # Help panels. Options a command's help lists first take none (they land in "Options").

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .. import presets
+from .. import catalog, presets
 from ..config import GenerationConfig
 from .options import DEFAULT_MODEL, JsonOpt, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt
 from .output import Output, examples, table
@@ -16,7 +16,7 @@ from .output import Output, examples, table
 presets_app = typer.Typer(help="Voices: Suno's library and your own.", no_args_is_help=True,
                           epilog="Example: bark presets list --language de")
 
-Language = Enum("Language", {code: code for code in presets.SUNO_LANGUAGES}, type=str)
+Language = Enum("Language", {code: code for code in catalog.SUNO_LANGUAGES}, type=str)
 
 
 @presets_app.command("list", epilog=examples(
@@ -57,14 +57,14 @@ def presets_show(
 ) -> None:
     """Show a voice: its source, prompt lengths and files (a Suno preset is fetched if needed)."""
     out = Output(as_json=as_json)
-    found = presets.find_model_voice(name, model, revision)
+    found = presets.find_voice(name, model, revision)
     prompt = found.prompt
     frames = int(prompt.coarse_prompt.shape[1])
     seconds = frames / GenerationConfig().coarse_rate_hz
     info = {
         "name": name,
         "source": found.source,
-        "language": next((e.language for e in presets.suno_catalog() if e.name == name), None),
+        "language": next((e.language for e in catalog.suno_catalog() if e.name == name), None),
         "semantic_tokens": int(prompt.semantic_prompt.shape[0]),
         "frames": frames,
         "seconds": round(seconds, 2),

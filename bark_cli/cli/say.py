@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .. import audio, checkpoint, playback, presets
+from .. import audio, hub, playback, presets, voice as voices
 from ..config import GenerationConfig, SamplingOptions
 from ..errors import InputError, OutputError
 from ..text import DEFAULT_MAX_CHARS, load_tokenizer, plan_segments
@@ -126,7 +126,7 @@ def say(
         audio.check_destination(save_voice, overwrite)
     player = playback.find_player() if play else None
     # Every voice is checked before the model loads: a mistyped name costs no load.
-    local_voice = presets.check_voice(voice, model, revision) if voice else None
+    local_voice = presets.find_voice(voice, model, revision, fetch=False) if voice else None
 
     from .. import longform
 
@@ -192,7 +192,7 @@ def say(
 
 def _dry_run(out: Output, words: str, model: str, revision: str | None, max_chars: int, no_split: bool) -> None:
     """Print the segments a text would be spoken in, with token counts; load only the tokenizer."""
-    tokenizer = load_tokenizer(checkpoint.resolve_model(model, revision=revision))
+    tokenizer = load_tokenizer(hub.resolve_model(model, revision=revision))
     limit = GenerationConfig().max_input_semantic_length
     plan = [(words, tokenizer.count_tokens(words))] if no_split else plan_segments(tokenizer, words, max_chars, limit)
     if out.as_json:
@@ -203,9 +203,9 @@ def _dry_run(out: Output, words: str, model: str, revision: str | None, max_char
         out.result(f"{number:>3}  {count:>3} tokens{flag}  {segment}")
 
 
-def _save_voice(voice: presets.VoicePrompt, path: Path) -> None:
+def _save_voice(voice: voices.VoicePrompt, path: Path) -> None:
     try:
-        presets.save_voice(voice, path)
+        voices.save_voice(voice, path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}", "pick a folder you can write to") from None
 

@@ -1,36 +1,28 @@
-"""Find, download and load Bark checkpoints in the Hugging Face layout (bark-spec §7, §9).
+"""Bark checkpoints in the Hugging Face layout (bark-spec §7, §9): configs, weight files and
+shards, key and shape checks, random weights at a checkpoint's sizes, tensor headers, and a
+model folder written whole (for converted models).
 
-A model is a Hub id (`suno/bark-small`, `suno/bark`) or a local folder holding config.json,
-generation_config.json, weights (model.safetensors or pytorch_model.bin, either possibly
-sharded with an index) and tokenizer files. Only those files are fetched: `suno/bark` also
-holds Suno's original .pt files, gigabytes we never read.
+A model folder holds config.json, generation_config.json (optional) and weights:
+model.safetensors or pytorch_model.bin, either possibly sharded with an index. hub.py finds or
+downloads the folder; suno.py maps Suno's original files onto this layout.
 
-torch and the models are imported inside the functions that build or read tensors, so listing,
-resolving and reading headers (`bark models`, `bark presets`) start without loading torch.
+torch and the models are imported inside the functions that build or read tensors, so reading
+configs and headers (`bark models info`) starts without loading torch.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import os
-from contextlib import contextmanager
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .config import BarkConfig, GenerationConfig
-from .errors import (
-    BarkError,
-    CheckpointError,
-    DownloadIncompleteError,
-    HubAccessError,
-    HubUnreachableError,
-    ModelNotFoundError,
-    NotCachedError,
-)
+from .errors import CheckpointError, OutputError
 
 if TYPE_CHECKING:
     import torch
@@ -40,8 +32,6 @@ if TYPE_CHECKING:
     from .models.fine import FineGPT
     from .models.gpt import GPT
 
-DEFAULT_MODEL = "suno/bark-small"
-
 # The prefix of each sub-model inside a BarkModel state dict.
 PREFIXES = {
     "semantic": "semantic.",
@@ -49,207 +39,6 @@ PREFIXES = {
     "fine": "fine_acoustics.",
     "codec": "codec_model.",
 }
-CONFIG_FILES = ["config.json", "generation_config.json"]
-TOKENIZER_FILES = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]
-SAFETENSORS_FILES = ["model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
-BIN_FILES = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
-VOICE_MAP_FILE = "speaker_embeddings_path.json"
-
-
-def is_local_model(model: str | os.PathLike) -> bool:
-    return Path(model).expanduser().is_dir()
-
-
-def resolve_model(
-    model: str | os.PathLike = DEFAULT_MODEL,
-    revision: str | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Path:
-    """Return a local folder holding the model's files, downloading what is missing.
-
-    Honours HF_HOME / HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE (through
-    huggingface_hub). Weights are taken as safetensors when the repo has them, else as
-    pytorch_model.bin. Download failures raise the errors of `hub_snapshot`.
-    """
-    from . import suno
-
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path
-    text = str(model)
-    if text == suno.ORIGINAL:  # Suno's own download folder (suno.py)
-        return suno.original_folder()
-    if text.startswith((".", "~", os.sep)) or text.count("/") != 1:
-        raise CheckpointError(
-            f"model {text} is neither a folder nor a Hub id", "give an existing folder or a Hub id like suno/bark-small"
-        )
-    if progress:
-        progress(f"fetching {model}")
-    return hub_snapshot(text, revision, ["config.json"], _model_files, what=f"model {text}",
-                        not_cached="is not in the local cache")
-
-
-def _model_files(names: list[str]) -> list[str]:
-    """The files of a Hub listing that a Bark model needs: configs, tokenizer, voice map and one
-    weight format (`suno/bark` also holds Suno's original .pt files, gigabytes we never read)."""
-    weights = SAFETENSORS_FILES if any(_matches(n, SAFETENSORS_FILES) for n in names) else BIN_FILES
-    return [n for n in names if _matches(n, CONFIG_FILES + TOKENIZER_FILES + [VOICE_MAP_FILE] + weights)]
-
-
-def _matches(name: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-
-
-# --- the Hub ----------------------------------------------------------------------------------
-
-# huggingface_hub waits up to 10 s for an answer and then retries with back-off, which leaves a
-# user with no network staring at retry warnings for half a minute. One request with this
-# timeout decides whether the Hub is there; HF_HUB_ETAG_TIMEOUT, when set, wins.
-HUB_TIMEOUT_S = 5.0
-
-
-def hub_timeout() -> float:
-    try:
-        return float(os.environ["HF_HUB_ETAG_TIMEOUT"])
-    except (KeyError, ValueError):
-        return HUB_TIMEOUT_S
-
-
-def hub_snapshot(repo_id: str, revision: str | None, required: list[str],
-                 choose: Callable[[list[str]], list[str]] | None = None, *, what: str,
-                 not_cached: str = "is not cached") -> Path:
-    """The local snapshot folder of `repo_id` at `revision`, holding the files `required` names
-    and, when online, those `choose` picks from the repository's listing.
-
-    Online, one metadata request (`hub_timeout()`) asks the Hub for the revision's commit and file
-    list; files already cached for that commit are not fetched again. Offline (HF_HUB_OFFLINE),
-    or when the Hub cannot be reached, the cache alone answers for `required`. Raises, naming
-    `what` (e.g. "model suno/bark"): ModelNotFoundError (no such repository or revision),
-    HubAccessError (gated or private), HubUnreachableError (network, timeout, server failure),
-    DownloadIncompleteError (a transfer cut short), NotCachedError (offline, not in the cache),
-    CheckpointError (the repository lacks a required file).
-    """
-    from huggingface_hub import HfApi, constants, hf_hub_download
-
-    with _hub_errors(repo_id, revision, what, not_cached):
-        if constants.is_offline_mode():
-            return _cached_snapshot(repo_id, revision, required, what, not_cached, unreachable=None)
-        endpoint = constants.ENDPOINT
-        try:
-            info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, timeout=hub_timeout())
-        except Exception as exc:
-            if _cause(exc) != "unreachable":
-                raise
-            # As huggingface_hub does: a copy in the cache still serves when the Hub does not answer.
-            return _cached_snapshot(repo_id, revision, required, what, not_cached, unreachable=exc)
-        names = [s.rfilename for s in info.siblings or []]
-        missing = [name for name in required if name not in names]
-        if missing:
-            raise CheckpointError(f"{what} has no file {missing[0]}",
-                                  "check the id: this is not a Bark model in the Hugging Face layout")
-        wanted = list(dict.fromkeys(required + (choose(names) if choose else [])))
-        paths = [hf_hub_download(repo_id, name, revision=info.sha, endpoint=endpoint,
-                                 etag_timeout=hub_timeout()) for name in wanted]
-    return _snapshot_of(paths[0], wanted[0])
-
-
-def _snapshot_of(path: str | Path, name: str) -> Path:
-    """The snapshot folder that holds `path`, the cached copy of the repo file `name`."""
-    return Path(path).parents[len(Path(name).parts) - 1]
-
-
-def _cached_snapshot(repo_id: str, revision: str | None, required: list[str], what: str, not_cached: str,
-                     unreachable: BaseException | None) -> Path:
-    from huggingface_hub import try_to_load_from_cache
-
-    for name in required:
-        hit = try_to_load_from_cache(repo_id, name, revision=revision)
-        if not isinstance(hit, str):
-            if unreachable is not None:
-                raise unreachable
-            raise NotCachedError(f"{what} {not_cached} and downloads are off",
-                                 "run once online (`bark models download`), or unset HF_HUB_OFFLINE")
-    return _snapshot_of(hit, required[-1])
-
-
-# Failures of the HTTP stack, by class name: huggingface_hub has used requests, httpx and httpx2,
-# and their exceptions share names but no base class.
-_CUT_SHORT = {"RemoteProtocolError", "ChunkedEncodingError", "IncompleteRead", "ReadError"}
-_UNREACHABLE = {"ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutException", "Timeout",
-                "TimeoutError", "NetworkError", "TransportError", "gaierror", "ProxyError"}
-
-
-def _cause(exc: BaseException) -> str | None:
-    """"unreachable", "cut short" or None, for a failure anywhere in `exc`'s chain."""
-    seen = exc
-    while seen is not None:
-        names = {cls.__name__ for cls in type(seen).__mro__}
-        status = getattr(getattr(seen, "response", None), "status_code", None)
-        if names & _CUT_SHORT or "Consistency check failed" in str(seen):
-            return "cut short"
-        if names & _UNREACHABLE or (isinstance(status, int) and status >= 500):
-            return "unreachable"
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-@contextmanager
-def _hub_errors(repo_id: str, revision: str | None, what: str, not_cached: str):
-    """Turn huggingface_hub's failures into ours, and keep its retry warnings off stderr (the
-    error we raise says all they would)."""
-    import logging
-
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-    from huggingface_hub.utils import logging as hf_logging
-
-    logger = hf_logging.get_logger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    host = urlparse(constants.ENDPOINT).netloc or constants.ENDPOINT
-    token_hint = "accept its terms on the model page if it is gated, then set HF_TOKEN or run `hf auth login`"
-    try:
-        yield
-    except BarkError:
-        raise
-    except HFValidationError:
-        raise ModelNotFoundError(f"{repo_id} is not a valid Hub id", "give a Hub id like suno/bark-small") from None
-    except RevisionNotFoundError:
-        raise ModelNotFoundError(f"{what} has no revision {revision}", "check --revision") from None
-    except GatedRepoError:
-        raise HubAccessError(f"{what} is gated and this machine has no access", token_hint) from None
-    except RepositoryNotFoundError:
-        raise ModelNotFoundError(f"no Hub model named {repo_id}",
-                                 "check the id, e.g. suno/bark-small (a private model needs HF_TOKEN)") from None
-    except LocalEntryNotFoundError:
-        raise NotCachedError(f"{what} {not_cached} and downloads are off",
-                             "run once online (`bark models download`), or unset HF_HUB_OFFLINE") from None
-    except Exception as exc:
-        status = exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None else None
-        if status in (401, 403):
-            raise HubAccessError(f"{what}: the Hub refused access (HTTP {status})", token_hint) from None
-        cause = _cause(exc)
-        if cause == "cut short":
-            raise DownloadIncompleteError(f"the download of {what} was cut short",
-                                          "run the command again: the download resumes") from None
-        if cause == "unreachable":
-            reason = f"answered HTTP {status}" if status else "could not be reached"
-            raise HubUnreachableError(
-                f"the Hub ({host}) {reason} to fetch {what}",
-                "check the network, or use a local model folder, or HF_HUB_OFFLINE=1 with a cached model",
-            ) from None
-        if isinstance(exc, (HfHubHTTPError, OSError)):
-            raise CheckpointError(f"cannot download {what}: {exc}", "run the command again") from None
-        raise
-    finally:
-        logger.setLevel(level)
 
 
 def read_configs(folder: Path) -> tuple[BarkConfig, GenerationConfig]:
@@ -277,7 +66,71 @@ def _read_config(path: Path, parse: Callable):
         raise CheckpointError(f"{path.name}: {exc.message}", exc.hint) from None
 
 
-def _weight_files(folder: Path, quiet: bool = False) -> list[Path]:
+def config_json(config: BarkConfig) -> dict[str, Any]:
+    """A config.json in the Hub's sections that `read_configs` reads back to `config`."""
+    return {
+        "architectures": ["BarkModel"], "model_type": "bark", "torch_dtype": "float32",
+        "semantic_config": asdict(config.semantic), "coarse_acoustics_config": asdict(config.coarse),
+        "fine_acoustics_config": asdict(config.fine), "codec_config": asdict(config.codec),
+    }
+
+
+def generation_json(gen: GenerationConfig) -> dict[str, Any]:
+    """A generation_config.json in the Hub's sections that GenerationConfig.from_dict reads back to `gen`."""
+    semantic = ["text_encoding_offset", "text_pad_token", "semantic_infer_token", "semantic_pad_token",
+                "semantic_vocab_size", "max_input_semantic_length", "max_new_tokens", "semantic_rate_hz", "min_eos_p"]
+    coarse = ["coarse_semantic_pad_token", "coarse_infer_token", "coarse_rate_hz", "n_coarse_codebooks",
+              "max_coarse_history", "max_coarse_input_length", "sliding_window_len"]
+    fine = ["n_fine_codebooks", "max_fine_history_length", "max_fine_input_length"]
+
+    def section(names: list[str], stage: str, sampling: bool) -> dict[str, Any]:
+        out = {name: getattr(gen, name) for name in names}
+        out["temperature"] = getattr(gen, f"{stage}_temperature")
+        if sampling:
+            out.update(top_k=getattr(gen, f"{stage}_top_k"), top_p=getattr(gen, f"{stage}_top_p"))
+        return out
+
+    return {
+        "model_type": "bark", "sample_rate": gen.sample_rate, "codebook_size": gen.codebook_size,
+        "semantic_config": {**section(semantic, "semantic", True), "eos_token_id": gen.semantic_pad_token},
+        "coarse_acoustics_config": section(coarse, "coarse", True),
+        "fine_acoustics_config": section(fine, "fine", False),
+    }
+
+
+def save_folder(target: Path, config: BarkConfig, generation: GenerationConfig,
+                parts: dict[str, dict[str, torch.Tensor]], extra: Iterable[Path] = ()) -> Path:
+    """Write a model folder in this layout: config.json, generation_config.json, one
+    model.safetensors of `parts` (a state dict per sub-model, as `split_state_dict` gives them)
+    and copies of the `extra` files. It is built beside `target` and renamed into place, so it
+    appears whole or not at all; an empty folder at `target` is replaced."""
+    from safetensors.torch import save_file
+
+    state = {PREFIXES[name] + key: value.contiguous() for name, part in parts.items() for key, value in part.items()}
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", "pick a folder you can write to") from None
+    try:
+        (staging / "config.json").write_text(json.dumps(config_json(config), indent=2) + "\n")
+        (staging / "generation_config.json").write_text(json.dumps(generation_json(generation), indent=2) + "\n")
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        for path in extra:
+            shutil.copyfile(path, staging / path.name)
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}", "pick a folder you can write to") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _weight_files(folder: Path) -> list[Path]:
     """The weight files to read, safetensors first; shards come from their index."""
     for single, index in (("model.safetensors", "model.safetensors.index.json"),
                           ("pytorch_model.bin", "pytorch_model.bin.index.json")):
@@ -289,8 +142,6 @@ def _weight_files(folder: Path, quiet: bool = False) -> list[Path]:
             if missing:
                 raise CheckpointError(f"{index} names missing shard {missing[0]}", "re-download the model")
             return files
-    if quiet:
-        return []
     raise CheckpointError(
         f"{folder} holds no model.safetensors or pytorch_model.bin", "point at a complete Bark model folder"
     )
@@ -408,18 +259,21 @@ def load_weights(folder: Path, dtype: torch.dtype | None = None) -> BarkWeights:
     """Build the sub-models without allocating random weights, then assign the checkpoint's.
 
     The GPT stages take `dtype` (default float32); the codec stays float32 (it is small, and its
-    LSTM and transposed convolutions are where half precision costs audible quality).
+    LSTM and transposed convolutions are where half precision costs audible quality). Suno's
+    original .pt files are suno.load_weights'.
     """
+    config, generation = read_configs(folder)
+    return assemble(config, generation, split_state_dict(load_state_dict(folder)), dtype)
+
+
+def assemble(config: BarkConfig, generation: GenerationConfig, parts: dict[str, dict[str, torch.Tensor]],
+             dtype: torch.dtype | None = None) -> BarkWeights:
+    """The sub-models from a state dict per sub-model under the Hugging Face layout's keys (as
+    `split_state_dict` gives them), finished as every checkpoint is: causal-mask buffers dropped,
+    the fine heads' tied pairs filled, the codec's keys mapped."""
     from .models.codec import codec_state_dict
     from .models.fine import FineGPT
 
-    from . import suno
-
-    if suno.is_suno_folder(folder):  # Suno's original .pt files, mapped to this layout's keys
-        config, generation, parts = suno.read_folder(folder, hub_snapshot)
-    else:
-        config, generation = read_configs(folder)
-        parts = split_state_dict(load_state_dict(folder))
     states = {
         "semantic": _drop_causal_masks(parts["semantic"]),
         "coarse": _drop_causal_masks(parts["coarse"]),
@@ -505,10 +359,6 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype_name: str  # torch's name: "float32", "bfloat16", "bool", ...
     nbytes: int
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
 
 
 # safetensors' dtype codes under torch's names
