@@ -58,10 +58,10 @@ def load_once():
     original = Bark.load.__func__
     loaded: dict = {}
 
-    def load(cls, model, **kwargs):
-        key = (str(model), tuple(sorted((k, v) for k, v in kwargs.items() if k != "progress")))
+    def load(cls, model, options=None, **kwargs):
+        key = (str(model), options, tuple(sorted((k, v) for k, v in kwargs.items() if k != "progress")))
         if key not in loaded:
-            loaded[key] = original(cls, model, **kwargs)
+            loaded[key] = original(cls, model, options, **kwargs)
         return loaded[key]
 
     patch = pytest.MonkeyPatch()
