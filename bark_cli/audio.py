@@ -88,6 +88,7 @@ def check_destination(path: Path, overwrite: bool = False) -> None:
     that exists is writable and nothing but missing folders lies between (they are created when
     the file is written); nothing is in the way (an existing file only with `overwrite`)."""
     path = Path(path)
+    check_name_length(path)
     existing = path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -99,6 +100,18 @@ def check_destination(path: Path, overwrite: bool = False) -> None:
         raise OutputError(f"{path} already exists", "pass --overwrite to replace it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to folder {existing}", "pick a folder you can write to")
+
+
+# The longest file or folder name most file systems take (ext4, XFS, APFS, NTFS), in bytes.
+NAME_MAX = 255
+
+
+def check_name_length(path: Path) -> None:
+    """Every name in `path` fits NAME_MAX, so the write cannot fail on it after generating."""
+    for name in Path(path).parts:
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise OutputError(f"the file name {name[:20]}... is {len(os.fsencode(name))} bytes long, over the "
+                              f"{NAME_MAX}-byte limit of file systems", "use a shorter name")
 
 
 def join_segments(segments: Sequence[np.ndarray], sample_rate: int, gap_seconds: float = 0.25) -> np.ndarray:

@@ -48,7 +48,7 @@ def batch(
         help="Write one JSON line per item: status, path, seconds of audio, seed, error.", dir_okay=False,
         rich_help_panel=OUTPUT, show_default=False)] = None,
     shard: Annotated[str | None, typer.Option(
-        help="K/N: only the items whose index modulo N is K (spread a corpus over N jobs).",
+        metavar="K/N", help="K/N: only the items whose index modulo N is K (spread a corpus over N jobs).",
         show_default=False)] = None,
     overwrite: OverwriteOpt = False,
     subtype: Annotated[Subtype | None, typer.Option(
@@ -84,7 +84,7 @@ def batch(
     shard_k_n = runner.parse_shard(shard)
     size = parse_batch_size(batch_size)
     subtype_name = subtype.value if subtype else None
-    if "-" in inputs and sys.stdin.isatty():
+    if "-" in inputs and sys.stdin is not None and sys.stdin.isatty():
         raise InputError("- reads stdin, which is a terminal", "pipe the text in, or name a file")
     items = runner.read_items(inputs, whole_file=whole_file, jsonl=jsonl, stdin=sys.stdin)
     if not items:

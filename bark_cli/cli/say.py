@@ -221,6 +221,8 @@ def read_text(text: str | None, file: Path | None) -> str:
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the path") from None
     elif text == "-":
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise InputError("- reads stdin, which is closed", "pipe the text in, or pass it as an argument")
         stdin = getattr(sys.stdin, "buffer", None)
         text = (_decode(read_at_most(stdin, MAX_TEXT_BYTES + 1), "on stdin") if stdin is not None
                 else sys.stdin.read(MAX_TEXT_BYTES + 1))
