@@ -92,12 +92,14 @@ def output_failure(exc: OSError) -> None:
     line, exit 2."""
     import typer
 
-    from .errors import print_error
-
     if exc.errno == errno.EPIPE:
         quiet_stdout()
         raise typer.Exit(PIPE_CLOSED) from None
     if exc.errno in CUT_SHORT:
         quiet_stdout()
-        print_error(f"cannot write the output: {exc.strerror}", "the output was cut short")
+        try:
+            print(f"error: cannot write the output: {exc.strerror} (the output was cut short)", file=sys.stderr,
+                  flush=True)
+        except OSError:
+            pass  # stderr gone too: nothing left to tell
         raise typer.Exit(2) from None
