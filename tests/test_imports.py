@@ -195,3 +195,16 @@ def test_no_import_cycles():
         if name not in state:
             walk(name, [name])
     assert cycles == []
+
+
+def test_every_declared_pytest_marker_is_used():
+    """A marker no test carries is dead configuration."""
+    import re
+    import tomllib
+
+    root = PACKAGE.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    names = {line.split(":")[0].strip() for line in declared}
+    source = "\n".join(path.read_text() for path in (root / "tests").glob("*.py"))
+    used = set(re.findall(r"pytest\.mark\.(\w+)", source))
+    assert names and names <= used, names - used
