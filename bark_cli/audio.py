@@ -50,10 +50,8 @@ def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[
     else:
         suffix = Path(path).suffix.lower()
         if suffix not in FORMATS:
-            raise OutputError(
-                f"cannot tell the audio format of {path}",
-                f"end the output name in {', '.join(FORMATS)}, or use -o - for a WAV on stdout",
-            )
+            raise OutputError(f"cannot tell the audio format of {path}",
+                              f"end the output name in {', '.join(FORMATS)}, or use -o - for a WAV on stdout")
         fmt = FORMATS[suffix]
     if subtype is not None and fmt in _NO_SUBTYPE:
         raise OutputError(f"{path} is {_NO_SUBTYPE[fmt]}, which has no --subtype",
@@ -65,10 +63,8 @@ def output_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[
         return fmt, DEFAULT_SUBTYPE[fmt]
     subtype = subtype.upper()
     if not sf.check_format(fmt, subtype):
-        raise OutputError(
-            f"{fmt} cannot hold {subtype} samples",
-            "use .wav for FLOAT" if subtype == "FLOAT" else f"use one of {', '.join(SUBTYPES)}",
-        )
+        raise OutputError(f"{fmt} cannot hold {subtype} samples",
+                          "use .wav for FLOAT" if subtype == "FLOAT" else f"use one of {', '.join(SUBTYPES)}")
     return fmt, subtype
 
 
@@ -88,6 +84,7 @@ def check_destination(path: Path, overwrite: bool = False) -> None:
     that exists is writable and nothing but missing folders lies between (they are created when
     the file is written); nothing is in the way (an existing file only with `overwrite`)."""
     path = Path(path)
+    check_name_length(path)
     existing = path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -99,6 +96,17 @@ def check_destination(path: Path, overwrite: bool = False) -> None:
         raise OutputError(f"{path} already exists", "pass --overwrite to replace it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to folder {existing}", "pick a folder you can write to")
+
+
+NAME_MAX = 255  # the longest file or folder name most file systems take (ext4, XFS, APFS), in bytes
+
+
+def check_name_length(path: Path) -> None:
+    """Every name in `path` fits NAME_MAX, so that writing cannot fail on it after generating."""
+    size, name = max(((len(os.fsencode(name)), name) for name in Path(path).parts), default=(0, ""))
+    if size > NAME_MAX:
+        raise OutputError(f"the file name {name[:20]}... is {size} bytes long, over the {NAME_MAX}-byte limit "
+                          "of file systems", "use a shorter name")
 
 
 def join_segments(segments: Sequence[np.ndarray], sample_rate: int, gap_seconds: float = 0.25) -> np.ndarray:
@@ -149,14 +157,8 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str |
     return buffer.getvalue()
 
 
-def write_audio(
-    path: str | os.PathLike,
-    audio: np.ndarray,
-    sample_rate: int,
-    subtype: str | None = None,
-    overwrite: bool = False,
-    stdout: BinaryIO | None = None,
-) -> str:
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None,
+                overwrite: bool = False, stdout: BinaryIO | None = None) -> str:
     """Write `audio` (float32, mono) to `path`, or a WAV to stdout for `-`. Returns the path.
 
     Raises OutputError when the file cannot be written; no file is left behind then.

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from .errors import BarkError, InputError
+from .errors import BarkError, InputError, OutputError
 
 DEFAULT_TEMPLATE = "{index:05d}.wav"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -152,6 +152,8 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
 
 TEMPLATE_FIELDS = {"index": "number", "line": "number", "stem": "text"}
 MAX_PAD_WIDTH = 12
+# C0 and C1 controls and DEL: an output name from a data file may hold none.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _FIELD = re.compile(r"\{([^{}]*)\}|\{\{|\}\}|[{}]")
 _TEMPLATE_HINT = ("use {index}, {line} or {stem}, numbers optionally zero-padded as {index:05d} "
                   f"(width 1..{MAX_PAD_WIDTH}), and {{{{ }}}} for literal braces")
@@ -216,7 +218,7 @@ def plan_outputs(items: list[Item], output_dir: Path, template: str = DEFAULT_TE
     (`../x.wav`, an absolute path elsewhere, a link out) fails that item alone. Two items with one
     path (after resolving, and ignoring case on a case-insensitive file system) raise InputError
     naming both: the plan is refused before anything is written."""
-    from .audio import FORMATS  # numpy and libsndfile load only when a batch runs
+    from .audio import FORMATS, check_name_length  # numpy and libsndfile load only when a batch runs
     parsed = Template(template)
     root = output_dir.resolve()
     for item in items:
@@ -224,6 +226,14 @@ def plan_outputs(items: list[Item], output_dir: Path, template: str = DEFAULT_TE
             continue
         if item.output is None:
             item.output = Path(parsed.render(item.index, item.line, item.stem))
+        if _CONTROL.search(str(item.output)):  # shown escaped: a name must not drive the terminal
+            item.error, item.output = f"output {str(item.output)!r} holds control characters", None
+            continue
+        try:
+            check_name_length(item.output)
+        except OutputError as exc:
+            item.error, item.output = str(exc), None
+            continue
         target = (root / item.output).resolve()
         if not target.is_relative_to(root) or target == root:
             item.error = f"output {item.output} is outside the output folder {output_dir}"

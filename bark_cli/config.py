@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, DeviceError, InputError
 
 Progress = Callable[[str, int, int], None]
 """`progress(stage, done, total)`: how the library reports a stage's steps (it never prints)."""
@@ -383,13 +383,6 @@ class SamplingOptions:
     def __post_init__(self) -> None:
         self.validate()
 
-    @classmethod
-    def build(cls, sampling: "SamplingOptions | None" = None, **fields: Any) -> "SamplingOptions":
-        """`sampling` (or the defaults) with the fields given here set over it; a None field
-        counts as not given. An unknown field name is a TypeError, as for any keyword."""
-        given = {name: value for name, value in fields.items() if value is not None}
-        return dataclasses.replace(sampling or cls(), **given)
-
     def validate(self) -> "SamplingOptions":
         """Raise InputError for a value no stage can use; return self."""
         if self.top_k is not None and self.top_k < 1:
@@ -411,7 +404,7 @@ class SamplingOptions:
         for stage in STAGES:
             temperature = _first(getattr(self, f"{stage}_temperature"), self.temperature,
                                  getattr(gen, f"{stage}_temperature"))
-            result[stage] = Sampling(_check_temperature(temperature),
+            result[stage] = Sampling(temperature,
                                      _first(self.top_k, getattr(gen, f"{stage}_top_k")),
                                      _first(self.top_p, getattr(gen, f"{stage}_top_p")))
         return result
@@ -434,9 +427,19 @@ def _check_temperature(value: float | None) -> float | None:
     return value
 
 
+# The names DeviceOptions takes; whether this machine can run them is Runtime.choose's question.
+DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
+ATTENTION_NAMES = ("auto", "sdpa", "flash", "math")
+QUANTIZE_NAMES = (None, "int8")
+
+
 @dataclass(frozen=True)
 class DeviceOptions:
-    """Where and how the model runs: `Bark.load`'s settings, and PyTorch's CPU threads."""
+    """Where and how the model runs, as one value: `Bark.load` and `Runtime.choose` take it, and
+    `threads` (PyTorch's CPU threads; None leaves PyTorch's choice) is applied by Runtime.choose.
+
+    The names are checked when built (DeviceError); Runtime.choose checks them against the machine.
+    """
 
     device: str = "auto"
     dtype: str = "auto"
@@ -446,7 +449,15 @@ class DeviceOptions:
     cuda_graphs: bool | None = None  # None: on where the device is CUDA
     threads: int | None = None
 
-    def load_settings(self) -> dict[str, Any]:
-        """The keywords `Bark.load` takes."""
-        return dict(device=self.device, dtype=self.dtype, offload=self.offload, attention=self.attention,
-                    quantize=self.quantize, cuda_graphs=self.cuda_graphs)
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not self.device:
+            raise DeviceError(f"unknown device {self.device!r}", "use auto, cpu, cuda, cuda:N or mps")
+        if self.dtype not in DTYPE_NAMES:
+            raise DeviceError(f"unknown dtype {self.dtype!r}", "use auto, float32, float16 or bfloat16")
+        if self.attention not in ATTENTION_NAMES:
+            raise DeviceError(f"unknown attention backend {self.attention!r}", "use auto, sdpa, flash or math")
+        if self.quantize not in QUANTIZE_NAMES:
+            raise DeviceError(f"unknown quantization {self.quantize!r}", "use int8, or leave it out")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise InputError(f"threads {self.threads} is below 1", "use a positive thread count")

@@ -192,6 +192,3 @@ class GraphCache:
             model.clear_cache()
             step = self.steps[model] = GraphStep(model, batch_size)
         return step
-
-    def clear(self) -> None:
-        self.steps.clear()

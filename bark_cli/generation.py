@@ -196,6 +196,14 @@ def coarse_steps(n_semantic: int, config: GenerationConfig) -> int:
     return int(round(frames * config.n_coarse_codebooks))
 
 
+def padded_rows(rows: Sequence[np.ndarray], pad: int) -> torch.Tensor:
+    """(len(rows), longest) int64 tensor: each row's tokens, then `pad`."""
+    out = torch.full((len(rows), max(len(row) for row in rows)), pad, dtype=torch.long)
+    for index, row in enumerate(rows):
+        out[index, : len(row)] = torch.from_numpy(np.asarray(row, dtype=np.int64))
+    return out
+
+
 def generate_coarse(
     model: GPT,
     semantic: Sequence[np.ndarray],
@@ -218,11 +226,8 @@ def generate_coarse(
     if total == 0:
         return [np.zeros((n_books, 0), dtype=np.int64) for _ in semantic]
 
-    width = len(semantic_history) + max(len(s) for s in semantic)
-    semantic_all = torch.full((batch, width), config.coarse_semantic_pad_token, dtype=torch.long)
-    for row, tokens in enumerate(semantic):
-        joined = np.concatenate([semantic_history, tokens])
-        semantic_all[row, : len(joined)] = torch.from_numpy(joined)
+    semantic_all = padded_rows([np.concatenate([semantic_history, tokens]) for tokens in semantic],
+                               config.coarse_semantic_pad_token)
     n_history = len(history)
     coarse = torch.zeros(batch, n_history + total, dtype=torch.long, device=device)
     coarse[:, :n_history] = torch.from_numpy(history).to(device)

@@ -91,7 +91,6 @@ def stream(
     seed: int | None = None,
     sampling: SamplingOptions | None = None,
     progress: Progress | None = None,
-    **sampling_fields,
 ) -> Iterator[Part]:
     """Speak a text of any length in one voice, segment by segment: yields each segment's Part in
     order, as soon as it and every segment before it are made. The options are speak's (but `gap`:
@@ -104,7 +103,7 @@ def stream(
         raise InputError(f"unknown voice mode {voice_mode!r}", "use fixed or chain")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size {batch_size} is below 1", "use a positive batch size or auto")
-    sampling = SamplingOptions.build(sampling, **sampling_fields)
+    sampling = sampling if sampling is not None else SamplingOptions()
     segments = [s for s, _ in plan_text(bark, text, max_segment_chars)] if split else [text]
     batch_size = batch_size or bark.runtime.auto_batch_size(bark.weights.config)
     seed = fresh_seed() if seed is None else seed
@@ -155,7 +154,6 @@ def speak(
     seed: int | None = None,
     sampling: SamplingOptions | None = None,
     progress: Progress | None = None,
-    **sampling_fields,
 ) -> Speech:
     """Speak a text of any length in one voice.
 
@@ -165,12 +163,12 @@ def speak(
     Segment j gets the seed `seed + j` (`Speech.parts[j].seed`) and noise of its own, so the batch
     size never changes the audio.
     `split=False` speaks one segment and cuts it at the token window, with a warning. `sampling`
-    and its fields as keywords are Bark.generate_batch's. `stream` gives the same segments one by one.
+    (SamplingOptions) is Bark.generate_batch's. `stream` gives the same segments one by one.
     """
     check_gap(gap)
     parts = list(stream(bark, text, voice=voice, voice_mode=voice_mode, split=split,
                         max_segment_chars=max_segment_chars, batch_size=batch_size, seed=seed, sampling=sampling,
-                        progress=progress, **sampling_fields))
+                        progress=progress))
     return gather(parts, bark.sample_rate, gap)
 
 

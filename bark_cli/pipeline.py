@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import decoding, generation, hub, presets
-from .config import GenerationConfig, Progress, SamplingOptions
+from .config import DeviceOptions, GenerationConfig, Progress, SamplingOptions
 from .errors import InputError
 from .models import kernels
 from .models.quantize import quantize_int8
@@ -121,23 +121,22 @@ class Bark:
         self.graphs = decoding.GraphCache() if runtime.cuda_graphs and not runtime.offload else None
 
     @classmethod
-    def load(cls, model: str | os.PathLike = hub.DEFAULT_MODEL, *, device: str = "auto",
-             dtype: str = "auto", offload: bool = False, attention: str = "auto", quantize: str | None = None,
-             cuda_graphs: bool | None = None, revision: str | None = None,
-             progress: Callable[[str], None] | None = None) -> "Bark":
-        """Find (or download) and load a model. Raises CheckpointError / DeviceError.
+    def load(cls, model: str | os.PathLike = hub.DEFAULT_MODEL, options: DeviceOptions | None = None, *,
+             revision: str | None = None, progress: Callable[[str], None] | None = None) -> "Bark":
+        """Find (or download) and load a model, to run where `options` say (DeviceOptions;
+        None: its defaults, "auto" throughout). Raises CheckpointError / DeviceError.
 
-        `cuda_graphs` replays each semantic and coarse decode step as a captured CUDA graph
-        (decoding.GraphStep): far fewer kernel launches per token on a GPU. The graphs are
+        `options.cuda_graphs` replays each semantic and coarse decode step as a captured CUDA
+        graph (decoding.GraphStep): far fewer kernel launches per token on a GPU. The graphs are
         captured once per stage, batch size and 128-position bucket and kept with the model.
         None (the default) turns them on where the device is CUDA; False keeps eager steps.
 
-        `quantize="int8"` stores the semantic and coarse weights as int8 (per-channel scales):
-        their decode steps read a quarter of the bytes. It needs bfloat16 or float16
+        `options.quantize="int8"` stores the semantic and coarse weights as int8 (per-channel
+        scales): their decode steps read a quarter of the bytes. It needs bfloat16 or float16
         activations; with dtype "auto" on the CPU it picks bfloat16.
         """
         # Every choice is checked before anything downloads.
-        runtime = Runtime.choose(device, dtype, attention, offload, quantize, cuda_graphs)
+        runtime = Runtime.choose(options)
         folder = hub.resolve_model(model, revision=revision, progress=progress)
         from . import suno  # Suno's original files carry no tokenizer: it finds one, before the weights load
 
@@ -148,14 +147,12 @@ class Bark:
         return cls(weights, tokenizer, runtime, folder=folder, model_id=str(model), revision=revision)
 
     @classmethod
-    def from_weights(cls, weights: BarkWeights, tokenizer, *, device: str = "auto", dtype: str = "auto",
-                     offload: bool = False, attention: str = "auto", quantize: str | None = None,
-                     cuda_graphs: bool | None = None, folder: str | os.PathLike | None = None,
-                     model_id: str | None = None, revision: str | None = None) -> "Bark":
+    def from_weights(cls, weights: BarkWeights, tokenizer, options: DeviceOptions | None = None, *,
+                     folder: str | os.PathLike | None = None, model_id: str | None = None,
+                     revision: str | None = None) -> "Bark":
         """A model from weights already in memory (weights.random_weights, a converted state
         dict), checked as `load` checks. Without `folder`, voices are files or user voices only."""
-        runtime = Runtime.choose(device, dtype, attention, offload, quantize, cuda_graphs)
-        return cls(weights, tokenizer, runtime, folder=folder, model_id=model_id, revision=revision)
+        return cls(weights, tokenizer, Runtime.choose(options), folder=folder, model_id=model_id, revision=revision)
 
     @property
     def device(self) -> torch.device:
@@ -210,19 +207,22 @@ class Bark:
             self.runtime.sync()
             seconds[name] = time.perf_counter() - start
 
-    def generate(self, text: str, **options) -> Generation:
-        """Speak one text (at most 256 tokens). See `generate_batch` for the options."""
-        return self.generate_batch([text], **options)[0]
+    def generate(self, text: str, *, voice: VoiceLike = None, seed: int | None = None,
+                 sampling: SamplingOptions | None = None, truncate: bool = False, allow_early_stop: bool = True,
+                 progress: Progress | None = None) -> Generation:
+        """Speak one text (at most 256 tokens). The options are `generate_batch`'s."""
+        return self.generate_batch([text], voice=voice, seed=seed, sampling=sampling, truncate=truncate,
+                                   allow_early_stop=allow_early_stop, progress=progress)[0]
 
     @torch.inference_mode()
     def generate_batch(self, texts: Sequence[str], *, voice: VoiceLike = None, seed: int | None = None,
                        seeds: Sequence[int] | None = None, sampling: SamplingOptions | None = None,
-                       truncate: bool = False, allow_early_stop: bool = True, progress: Progress | None = None,
-                       **sampling_fields) -> list[Generation]:
+                       truncate: bool = False, allow_early_stop: bool = True,
+                       progress: Progress | None = None) -> list[Generation]:
         """Speak several texts with one voice, as one batch through every stage.
 
-        `sampling`, or SamplingOptions' fields as keywords (`temperature=0` is greedy): see
-        config.SamplingOptions. Every item has a seed of its own: `seeds`, one per text, or else
+        `sampling`: config.SamplingOptions (None: the model's defaults; `temperature=0` is
+        greedy), checked when it was built. Every item has a seed of its own: `seeds`, one per text, or else
         `seed + i` for item i (`seed` drawn at random when neither is given). An item's noise
         comes from its own generators (`stage_seed`), so on the same device and dtype it is the
         item `generate(text, seed=its seed)` makes alone, whatever else is in the batch.
@@ -234,7 +234,7 @@ class Bark:
             raise InputError(f"{len(seeds)} seeds for {len(texts)} texts", "give one seed per text")
         voice_prompt = self.resolve_voice(voice)
         tokenized = [self.tokenize(text, truncate) for text in texts]
-        options = SamplingOptions.build(sampling, **sampling_fields)
+        options = sampling if sampling is not None else SamplingOptions()
         cfg, stages = self.config, options.stages(self.config)
         graphed = self.graphs if self.graphs is not None else self.runtime.cuda_graphs
         if seeds is None:

@@ -2,7 +2,7 @@
 
 `Runtime.choose` is the one place these choices are checked; everything after it trusts them.
 
-    runtime = Runtime.choose(device="auto", dtype="auto")   # CUDA + float16 on a GPU, else CPU + float32
+    runtime = Runtime.choose(DeviceOptions())   # CUDA + float16 on a GPU, else CPU + float32
     with runtime.attention_kernels(), runtime.on_device(model):
         ...
 """
@@ -16,11 +16,10 @@ from typing import Iterable, Iterator
 import psutil
 import torch
 
-from .config import BarkConfig, GPTConfig
+from .config import BarkConfig, DeviceOptions, GPTConfig
 from .errors import DeviceError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-QUANTIZATIONS = (None, "int8")
 # Which SDPA kernels attention may use; None lets PyTorch choose among all of them ("sdpa").
 # "auto" is PyTorch's choice less cuDNN on CUDA: cuDNN's attention builds an execution plan for
 # every new sequence length, and a decode step's cache is one position longer each step, so
@@ -78,8 +77,6 @@ def pick_dtype(dtype: str, device: torch.device, quantize: str | None = None) ->
         if device.type in ("cuda", "mps"):
             return torch.float16
         return torch.bfloat16 if quantize else torch.float32
-    if dtype not in DTYPES:
-        raise DeviceError(f"unknown dtype {dtype!r}", "use auto, float32, float16 or bfloat16")
     if dtype == "bfloat16" and device.type == "cuda" and not native_bfloat16(device):
         raise DeviceError("this GPU has no native bfloat16 (it needs compute capability 8.0 or later)",
                           "use --dtype float16")
@@ -87,8 +84,6 @@ def pick_dtype(dtype: str, device: torch.device, quantize: str | None = None) ->
 
 
 def check_attention(attention: str, device: torch.device, dtype: torch.dtype) -> str:
-    if attention not in SDPA_BACKENDS:
-        raise DeviceError(f"unknown attention backend {attention!r}", "use auto, sdpa, flash or math")
     if attention == "flash" and (device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16)):
         raise DeviceError(
             "flash attention needs a CUDA device with float16 or bfloat16",
@@ -139,25 +134,28 @@ class Runtime:
     cuda_graphs: bool = False  # decode steps replayed as captured CUDA graphs
 
     @classmethod
-    def choose(cls, device: str = "auto", dtype: str = "auto", attention: str = "auto", offload: bool = False,
-               quantize: str | None = None, cuda_graphs: bool | None = None) -> "Runtime":
+    def choose(cls, options: DeviceOptions | None = None) -> "Runtime":
         """Check every choice against this machine and each other. Raises DeviceError.
-        `cuda_graphs` None: on where the device is CUDA (pick_cuda_graphs)."""
-        chosen = pick_device(device)
-        if quantize not in QUANTIZATIONS:
-            raise DeviceError(f"unknown quantization {quantize!r}", "use int8, or leave it out")
+        `options.cuda_graphs` None: on where the device is CUDA (pick_cuda_graphs). The one place
+        `options.threads` is applied: PyTorch's CPU thread count is the process's."""
+        options = options if options is not None else DeviceOptions()
+        chosen = pick_device(options.device)
+        quantize = options.quantize
         if quantize and chosen.type == "cuda":
             # PyTorch's fused int8-weight product is a CPU (and MPS) kernel; on CUDA each linear
             # would dequantize its whole weight per call, slower than float16 weights, and the
             # unscaled int8 product can pass float16's range before the scales shrink it.
             raise DeviceError("int8 weights are a CPU path", "use --dtype float16 on a GPU")
-        torch_dtype = pick_dtype(dtype, chosen, quantize)
+        torch_dtype = pick_dtype(options.dtype, chosen, quantize)
         if quantize and torch_dtype == torch.float32:
             raise DeviceError("int8 weights need bfloat16 or float16 activations", "add --dtype bfloat16")
-        check_attention(attention, chosen, torch_dtype)
+        check_attention(options.attention, chosen, torch_dtype)
+        cuda_graphs = pick_cuda_graphs(options.cuda_graphs, chosen)
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
         # On the CPU the models already sit where they run: offload would only copy them.
-        return cls(chosen, torch_dtype, attention, offload and chosen.type != "cpu", quantize,
-                   pick_cuda_graphs(cuda_graphs, chosen))
+        return cls(chosen, torch_dtype, options.attention, options.offload and chosen.type != "cpu", quantize,
+                   cuda_graphs)
 
     def sdpa_backends(self, config: GPTConfig, batch_size: int = 1) -> dict[str, str]:
         """Which SDPA kernel a GPT stage's attention runs here, as PyTorch decides it for the

@@ -49,7 +49,7 @@ from bark_cli.bench import BenchOptions, BenchReport, RunResult, Status, Timing 
 from bark_cli.cli.bench import bench_options  # noqa: E402
 from bark_cli.cli.errors import exit_code, print_error  # noqa: E402
 from bark_cli.cli.options import JsonOpt, QuietOpt  # noqa: E402
-from bark_cli.config import BarkConfig, GenerationConfig  # noqa: E402
+from bark_cli.config import BarkConfig, DeviceOptions, GenerationConfig  # noqa: E402
 from bark_cli.errors import BarkError, GenerationError, InputError  # noqa: E402
 from bark_cli.pipeline import Bark  # noqa: E402
 from bark_cli.runtime import Runtime  # noqa: E402
@@ -150,8 +150,8 @@ def load_both(options: BenchOptions, folder: Path, say: Status) -> tuple[Bark, A
     transformers = import_transformers()
     if bench.is_random(options):
         # Check the device options first: building bark's weights takes a while.
-        Runtime.choose(device=options.device, dtype=options.dtype, offload=options.offload,
-                       attention=options.attention, quantize=options.quantize, cuda_graphs=options.cuda_graphs)
+        Runtime.choose(DeviceOptions(options.device, options.dtype, options.offload, options.attention,
+                                     options.quantize, options.cuda_graphs))
         say(f"building transformers' BarkModel ({options.config}, random weights)")
         hf = random_transformers_model(bench.bark_config(options.config), options.seed)
         say("saving it for bark-cli")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bark_cli import decoding  # noqa: E402
 from bark_cli.bench import SIZES, bark_config, decode_step_bytes, measure_bandwidth  # noqa: E402
+from bark_cli.config import DeviceOptions  # noqa: E402
 from bark_cli.models import kernels  # noqa: E402
 from bark_cli.models.gpt import GPT  # noqa: E402
 from bark_cli.models.kernels import ONEDNN_LINEAR, gelu  # noqa: E402
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     kernels.calibrated()  # the CPU kernels the product would run here
     torch.manual_seed(0)
     model = GPT(getattr(bark_config(args.config), args.stage)).eval()
-    bandwidth = measure_bandwidth(Runtime.choose(device="cpu", dtype="float32"))
+    bandwidth = measure_bandwidth(Runtime.choose(DeviceOptions("cpu", "float32")))
     floor = decode_step_bytes(model) / bandwidth.strict_bytes_per_s
     b, pos = args.batch_size, args.position
     variants = {

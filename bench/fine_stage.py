@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bark_cli import bench  # noqa: E402
+from bark_cli.config import DeviceOptions  # noqa: E402
 from bark_cli.models import kernels  # noqa: E402
 from bark_cli.models.fine import FineGPT  # noqa: E402
 from bark_cli.runtime import Runtime  # noqa: E402
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         exact = passes(reference, codes, before=False, count=n)
         for name in args.dtypes.split(","):
             dtype = getattr(torch, name)
-            runtime = Runtime.choose(device="cpu", dtype="float32")
+            runtime = Runtime.choose(DeviceOptions("cpu", "float32"))
             peak = bench.measure_gemm_peak(runtime, dtype).flops_per_s
             model = FineGPT(config).eval()
             model.load_state_dict(reference.state_dict())

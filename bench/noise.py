@@ -26,7 +26,7 @@ import torch
 from bark_cli import pipeline
 from bark_cli.weights import random_weights
 from bark_cli.bench import FixedTokenizer, bark_config, cpu_name
-from bark_cli.config import GenerationConfig
+from bark_cli.config import DeviceOptions, GenerationConfig, SamplingOptions
 from bark_cli.generation import coarse_steps, draw
 from bark_cli.models.kernels import median_time
 
@@ -84,10 +84,11 @@ def main() -> None:
     config = GenerationConfig()
     costs = draw_costs(options.batch_size, options.tokens, config)
     weights = random_weights(bark_config(options.size), config, seed=0)
-    bark = pipeline.Bark.from_weights(weights, FixedTokenizer(), device="cpu", dtype=options.dtype,
+    bark = pipeline.Bark.from_weights(weights, FixedTokenizer(), DeviceOptions("cpu", options.dtype),
                                       model_id=options.size)
     texts = [f"Item {i}." for i in range(options.batch_size)]
-    settings = dict(max_semantic_tokens=options.tokens, allow_early_stop=False, seeds=list(range(1, options.batch_size + 1)))
+    settings = dict(sampling=SamplingOptions(max_semantic_tokens=options.tokens), allow_early_stop=False,
+                    seeds=list(range(1, options.batch_size + 1)))
 
     def run(shared: bool) -> float:
         with shared_generator() if shared else contextlib.nullcontext():
@@ -96,7 +97,7 @@ def main() -> None:
             return time.perf_counter() - start
 
     with shared_generator():  # warm-up, untimed
-        bark.generate_batch(texts, max_semantic_tokens=16, allow_early_stop=False, seed=0)
+        bark.generate_batch(texts, sampling=SamplingOptions(max_semantic_tokens=16), allow_early_stop=False, seed=0)
     shared, per_item = [], []
     for _ in range(options.rounds):
         for way in (True, False, False, True):

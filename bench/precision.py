@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bark_cli import Bark  # noqa: E402
+from bark_cli.config import DeviceOptions, SamplingOptions  # noqa: E402
 from bark_cli.bench import DEFAULT_TEXT, bark_config  # noqa: E402
 from bark_cli.models.fine import FineGPT  # noqa: E402
 from bark_cli.models.gpt import GPT  # noqa: E402
@@ -84,15 +85,15 @@ def main() -> None:
         print(f"fine logits (codebooks 2-7), bfloat16: max {err['max_rel']:.3f}, mean {err['mean_rel']:.4f} "
               "of the logit std")
         return
-    full = Bark.load(args.model, device="cpu", dtype="float32")
+    full = Bark.load(args.model, DeviceOptions("cpu", "float32"))
     ids = torch.randint(0, 10_000, (1, 300))
     for name, err in logit_error(full.weights.semantic, ids).items():
         print(f"semantic logits, {name}: max {err['max_rel']:.3f}, mean {err['mean_rel']:.4f} of the logit std")
-    options = dict(temperature=0.0, max_semantic_tokens=args.tokens, min_eos_p=0)
+    options = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=args.tokens, min_eos_p=0))
     reference = full.generate(DEFAULT_TEXT, **options)
     for name, (dtype, int8) in VARIANTS.items():
-        other = Bark.load(args.model, device="cpu", dtype=str(dtype).removeprefix("torch."),
-                          quantize="int8" if int8 else None)
+        other = Bark.load(args.model, DeviceOptions("cpu", str(dtype).removeprefix("torch."),
+                                                   quantize="int8" if int8 else None))
         result = other.generate(DEFAULT_TEXT, **options)
         prefix, overall = agreement(reference.semantic_tokens, result.semantic_tokens)
         print(f"greedy semantic tokens, {name}: {prefix:.0%} before the first difference, {overall:.0%} overall")

@@ -22,7 +22,7 @@ import time
 from bark_cli import audio
 from bark_cli.weights import random_weights
 from bark_cli.bench import FixedTokenizer, bark_config, cpu_name
-from bark_cli.config import GenerationConfig
+from bark_cli.config import DeviceOptions, GenerationConfig, SamplingOptions
 from bark_cli.longform import speak, stream
 from bark_cli.pipeline import Bark
 
@@ -59,7 +59,7 @@ class Sink:
 def run(bark: Bark, options, streamed: bool) -> tuple[float, float, int]:
     """(TTFA, total seconds, bytes out) of one run."""
     common = dict(max_segment_chars=40, batch_size=options.batch_size, seed=1,
-                  max_semantic_tokens=options.tokens, min_eos_p=0)
+                  sampling=SamplingOptions(max_semantic_tokens=options.tokens, min_eos_p=0))
     start = time.perf_counter()
     sink = Sink(start)
     if streamed:
@@ -91,9 +91,9 @@ def main() -> None:
     if options.threads:
         torch.set_num_threads(options.threads)
     weights = random_weights(bark_config(options.size), GenerationConfig(), seed=0)
-    bark = Bark.from_weights(weights, Tokenizer(), device="cpu", dtype="float32", model_id=options.size)
+    bark = Bark.from_weights(weights, Tokenizer(), DeviceOptions("cpu", "float32"), model_id=options.size)
     segment = "Here is sentence 0 of ten."
-    fast = dict(max_semantic_tokens=options.tokens, min_eos_p=0)
+    fast = dict(sampling=SamplingOptions(max_semantic_tokens=options.tokens, min_eos_p=0))
     # Warm-up: every batch shape once, both ways, before anything is timed.
     run(bark, options, streamed=False)
     run(bark, options, streamed=True)

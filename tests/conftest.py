@@ -39,5 +39,6 @@ def hf_tiny(tiny_checkpoint):
 def bark(tiny_checkpoint):
     """Our pipeline on the tiny checkpoint, float32 on the CPU, loaded once."""
     from bark_cli import Bark
+    from bark_cli.config import DeviceOptions
 
-    return Bark.load(tiny_checkpoint, device="cpu", dtype="float32")
+    return Bark.load(tiny_checkpoint, DeviceOptions("cpu", "float32"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bark_cli.config import Sampling
+from bark_cli.config import Sampling, SamplingOptions
 from bark_cli.generation import generate_coarse, generate_fine, generate_semantic
 from bark_cli.voice import load_voice_file
 from tiny_bark import REFERENCE
@@ -92,7 +92,7 @@ def _peak_eos(bark, text_ids, tokens):
 
 def test_generate_batch_end_to_end_equals_solo(bark, voice):
     texts = ["Hello world", "A slightly longer sentence, with a pause."]
-    options = dict(voice=voice, temperature=0.0, max_semantic_tokens=24, min_eos_p=0)
+    options = dict(voice=voice, sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=24, min_eos_p=0))
     batched = bark.generate_batch(texts, **options)
     for text, many in zip(texts, batched):
         one = bark.generate(text, **options)

@@ -130,6 +130,23 @@ def test_seeded_items_run_alone(tmp_path):
     assert groups == [["a"], ["b"], ["c", "d"]]
 
 
+def test_output_names_with_control_characters_or_too_long_fail_their_item(tmp_path):
+    """A data file's output may not drive the terminal (ESC, BEL) nor exceed a file name's
+    length: that item fails with a one-line, escaped error; the others go on."""
+    lines = [{"text": "a", "output": "\u001b]0;owned\u0007.mp3"}, {"text": "b", "output": "x" * 300 + ".wav"},
+             {"text": "c", "output": "fine.wav"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    items = plan_outputs(read_items([str(tmp_path / "in.jsonl")]), out)
+    assert items[0].output is None and items[0].error == "output '\\x1b]0;owned\\x07.mp3' holds control characters"
+    assert items[1].output is None and "304 bytes long, over the 255-byte limit" in items[1].error
+    assert all(ch.isprintable() for item in items[:2] for ch in item.error)
+    assert items[2].error is None and items[2].output == (out / "fine.wav").resolve()
+    summary = run_batch(lambda group: [(tone_for(i), 0) for i in group], items, batch_size=4)
+    assert [o.status for o in summary.outcomes] == ["failed", "failed", "done"]
+    assert [p.name for p in out.iterdir()] == ["fine.wav"]
+
+
 # --- planning: collisions --------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -58,10 +59,10 @@ def load_once():
     original = Bark.load.__func__
     loaded: dict = {}
 
-    def load(cls, model, **kwargs):
-        key = (str(model), tuple(sorted((k, v) for k, v in kwargs.items() if k != "progress")))
+    def load(cls, model, options=None, **kwargs):
+        key = (str(model), options, tuple(sorted((k, v) for k, v in kwargs.items() if k != "progress")))
         if key not in loaded:
-            loaded[key] = original(cls, model, **kwargs)
+            loaded[key] = original(cls, model, options, **kwargs)
         return loaded[key]
 
     patch = pytest.MonkeyPatch()
@@ -466,6 +467,37 @@ def test_presets_list_language_and_json(model):
     assert len(human) == 21 and all(row.split()[1] == "de" for row in human[1:])
 
 
+def test_presets_list_language_takes_any_case(model):
+    lower = run("presets", "list", "--language", "de", "--json", "--model", model)
+    upper = run("presets", "list", "--language", "DE", "--json", "--model", model)
+    assert upper.exit_code == 0, upper.output
+    assert json.loads(upper.stdout) == json.loads(lower.stdout)
+    assert {v["language"] for v in json.loads(upper.stdout)["voices"]} == {"de"}
+
+
+def command_paths(command, path=()):
+    """Every command and subcommand of the app, as the words that name it."""
+    yield path
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from command_paths(sub, (*path, name))
+
+
+def test_no_help_shows_a_type_placeholder():
+    """A value is shown as a word (N, FILE, auto|cpu), a flag with none: never Typer's type names
+    in angle brackets (<str>, <list[str]>, <int range>, <dir>, <bool>) beside an option or argument."""
+    import re
+
+    import typer
+
+    paths = list(command_paths(typer.main.get_command(app)))
+    assert ("batch",) in paths and ("bench",) in paths and ("presets", "list") in paths
+    for path in paths:
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (path, result.output)
+        found = [line for line in result.output.splitlines() if re.search(r"<[\w\[\]|,. -]+>", line)]
+        assert "--help" in result.output and not found, (path, found)
+
+
 def test_presets_add_show_remove(model, tmp_path):
     voices = tmp_path / "voices"
     rng = np.random.default_rng(1)
@@ -716,3 +748,25 @@ def test_script_bad_input(tmp_path):
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: model bark-cli-tests/not-cached is not in the local cache")
     assert result.stdout == b"" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["say", "-", "-o", "out.wav"], ["batch", "-", "-d", "out"]])
+def test_script_with_stdin_closed(model, tmp_path, command):
+    """`<&-` leaves the script no stdin at all: one line naming it, exit 2, nothing written."""
+    if not BARK.is_file():
+        pytest.skip(f"no installed script at {BARK}")
+    line = " ".join(shlex.quote(word) for word in [str(BARK), *command, "--model", model, *FAST])
+    result = subprocess.run(["sh", "-c", f"{line} <&-"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: ")
+    assert "stdin" in result.stderr or "standard input" in result.stderr
+    assert "unexpected" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_script_refuses_a_file_name_too_long_before_generating(model, tmp_path):
+    result = script("say", "Hi.", "-o", "a" * 300 + ".wav", "--model", model, *FAST, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr.decode()
+    stderr = result.stderr.decode()
+    assert stderr.count("\n") == 1 and "304 bytes long, over the 255-byte limit" in stderr
+    assert "unexpected" not in stderr and "loading" not in stderr and list(tmp_path.iterdir()) == []

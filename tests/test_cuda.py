@@ -11,11 +11,14 @@ tie, so those runs check agreement, not equality.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from bark_cli import Bark
+from bark_cli.config import DeviceOptions, SamplingOptions
 from bark_cli.decoding import GraphCache, GraphStep, kv_cache
 from bark_cli.errors import DeviceError
 from bark_cli.longform import speak
@@ -25,7 +28,8 @@ pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-OPTIONS = dict(temperature=0.0, max_semantic_tokens=32, min_eos_p=0)
+GREEDY = SamplingOptions(temperature=0.0, max_semantic_tokens=32, min_eos_p=0)
+OPTIONS = dict(sampling=GREEDY)
 TEXTS = ["Hello world", "Guten Morgen [laughter]"]
 _rng = np.random.default_rng(11)
 # A voice with the longest history the coarse stage reads (209 semantic tokens, 626 coarse).
@@ -52,19 +56,19 @@ def sm80() -> bool:
 
 @pytest.fixture(scope="module")
 def eager32(tiny_checkpoint):
-    return Bark.load(tiny_checkpoint, device="cuda", dtype="float32", cuda_graphs=False)
+    return Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float32", cuda_graphs=False))
 
 
 @pytest.fixture(scope="module")
 def graphed32(tiny_checkpoint):
-    return Bark.load(tiny_checkpoint, device="cuda", dtype="float32", cuda_graphs=True)
+    return Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float32", cuda_graphs=True))
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_precision_generation(bark, tiny_checkpoint, dtype):
     if dtype == "bfloat16" and not native_bfloat16(torch.device("cuda")):
         pytest.skip("this GPU has no native bfloat16")
-    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype=dtype)
+    gpu = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype=dtype))
     reference = bark.generate("Hello there, my friend!", **OPTIONS)
     result = gpu.generate("Hello there, my friend!", **OPTIONS)
     assert np.isfinite(result.audio).all()
@@ -72,7 +76,7 @@ def test_half_precision_generation(bark, tiny_checkpoint, dtype):
 
 
 def test_float32_on_cuda_matches_the_cpu(bark, tiny_checkpoint):
-    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype="float32", attention="math", cuda_graphs=False)
+    gpu = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float32", attention="math", cuda_graphs=False))
     reference = bark.generate("Hello world", **OPTIONS)
     result = gpu.generate("Hello world", **OPTIONS)
     np.testing.assert_array_equal(result.fine_tokens, reference.fine_tokens)
@@ -81,9 +85,9 @@ def test_float32_on_cuda_matches_the_cpu(bark, tiny_checkpoint):
 def test_flash_attention(tiny_checkpoint):
     if not sm80():
         with pytest.raises(DeviceError, match="compute capability 8.0"):
-            Bark.load(tiny_checkpoint, device="cuda", dtype="float16", attention="flash")
+            Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float16", attention="flash"))
         return
-    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", attention="flash")
+    gpu = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float16", attention="flash"))
     assert gpu.runtime.sdpa_backends(gpu.weights.config.semantic)["prefill"] == "flash"
     result = gpu.generate("Hello world", **OPTIONS)
     assert np.isfinite(result.audio).all()
@@ -91,11 +95,11 @@ def test_flash_attention(tiny_checkpoint):
 
 def test_int8_is_refused_on_cuda(tiny_checkpoint):
     with pytest.raises(DeviceError, match="int8 weights are a CPU path"):
-        Bark.load(tiny_checkpoint, device="cuda", dtype="float16", quantize="int8")
+        Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float16", quantize="int8"))
 
 
 def test_the_sdpa_backend_is_one_pytorch_runs(tiny_checkpoint):
-    gpu = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", cuda_graphs=True)
+    gpu = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float16", cuda_graphs=True))
     kernels = gpu.runtime.sdpa_backends(gpu.weights.config.semantic, batch_size=4)
     assert set(kernels.values()) <= {"flash", "efficient", "cudnn", "math"}, kernels
     assert kernels["step"] != "flash"  # a graphed step attends under a mask
@@ -109,13 +113,13 @@ def test_offload_keeps_idle_models_on_the_cpu_and_lowers_peak_memory(tiny_checkp
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    resident = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", cuda_graphs=cuda_graphs)
+    resident = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float16", cuda_graphs=cuda_graphs))
     reference = resident.generate("Hello world", **OPTIONS)
     peak_resident = torch.cuda.max_memory_allocated()
     del resident
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    offloaded = Bark.load(tiny_checkpoint, device="cuda", dtype="float16", offload=True, cuda_graphs=cuda_graphs)
+    offloaded = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float16", offload=True, cuda_graphs=cuda_graphs))
     weights = offloaded.weights
     modules = (weights.semantic, weights.coarse, weights.fine, weights.codec)
     assert all(t.device.type == "cpu" and t.is_pinned() for m in modules for t in m.parameters())
@@ -156,8 +160,8 @@ def test_a_replayed_graph_gives_the_eager_static_steps_logits(graphed32):
 
 @pytest.mark.parametrize("attention", ["auto", "math"])
 def test_cuda_graphs_replay_the_eager_steps(eager32, tiny_checkpoint, attention):
-    graphed = Bark.load(tiny_checkpoint, device="cuda", dtype="float32", attention=attention, cuda_graphs=True)
-    options = dict(OPTIONS, max_semantic_tokens=48)
+    graphed = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="float32", attention=attention, cuda_graphs=True))
+    options = dict(sampling=dataclasses.replace(GREEDY, max_semantic_tokens=48))
     assert_same(eager32.generate_batch(TEXTS, **options), graphed.generate_batch(TEXTS, **options))
 
 
@@ -180,7 +184,8 @@ def test_graphs_are_kept_across_calls_and_replaced_on_a_new_batch_size(eager32, 
 def test_sampling_with_graphs(eager32, graphed32):
     """Seeded top-k / top-p sampling with early stop: a graphed run repeats itself exactly and
     follows the eager run (float32 rounding can move a draw only at a near tie)."""
-    options = dict(temperature=0.9, top_k=50, top_p=0.9, max_semantic_tokens=80, min_eos_p=2.5e-4)
+    options = dict(sampling=SamplingOptions(temperature=0.9, top_k=50, top_p=0.9, max_semantic_tokens=80,
+                                           min_eos_p=2.5e-4))
     texts = TEXTS + ["One, two, three."]
     # Whether a random model's draws reach the end token depends on the seed (and on the
     # GPU's kernels): take the first seed whose eager run stops a row early.
@@ -200,7 +205,7 @@ def test_sampling_with_graphs(eager32, graphed32):
 def test_voice_prompts_and_re_prefilled_coarse_windows_under_graphs(eager32, graphed32):
     """A long voice history moves the coarse window's start every window, so each window
     prefills again (positions up to 887) and its steps land in the upper buckets."""
-    options = dict(OPTIONS, max_semantic_tokens=64)
+    options = dict(sampling=dataclasses.replace(GREEDY, max_semantic_tokens=64))
     eager = eager32.generate_batch(TEXTS, voice=VOICE, **options)
     graphed = graphed32.generate_batch(TEXTS, voice=VOICE, **options)
     assert_same(eager, graphed)
@@ -209,7 +214,8 @@ def test_voice_prompts_and_re_prefilled_coarse_windows_under_graphs(eager32, gra
 
 def test_several_segments_under_graphs(eager32, graphed32):
     text = "Hello there. " * 30  # several segments, run in batches of 1 and then 2
-    options = dict(temperature=0.0, max_semantic_tokens=24, min_eos_p=0, max_segment_chars=80, batch_size=2, seed=1)
+    options = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=24, min_eos_p=0), max_segment_chars=80,
+                   batch_size=2, seed=1)
     a = speak(eager32, text, **options)
     b = speak(graphed32, text, **options)
     assert len(a.parts) >= 3
@@ -219,8 +225,8 @@ def test_several_segments_under_graphs(eager32, graphed32):
 def test_bfloat16_with_graphs(tiny_checkpoint):
     if not native_bfloat16(torch.device("cuda")):
         pytest.skip("this GPU has no native bfloat16")
-    eager = Bark.load(tiny_checkpoint, device="cuda", dtype="bfloat16", cuda_graphs=False)
-    graphed = Bark.load(tiny_checkpoint, device="cuda", dtype="bfloat16", cuda_graphs=True)
+    eager = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="bfloat16", cuda_graphs=False))
+    graphed = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda", dtype="bfloat16", cuda_graphs=True))
     for x, y in zip(eager.generate_batch(TEXTS, **OPTIONS), graphed.generate_batch(TEXTS, **OPTIONS)):
         assert np.isfinite(y.audio).all()
         assert agreement(x.semantic_tokens, y.semantic_tokens) >= 0.5
@@ -230,7 +236,7 @@ def test_graphs_on_a_second_gpu(eager32, tiny_checkpoint):
     if torch.cuda.device_count() < 2:
         pytest.skip("one CUDA device: cuda:1 needs a second")
     current = torch.cuda.current_device()
-    graphed = Bark.load(tiny_checkpoint, device="cuda:1", dtype="float32", cuda_graphs=True)
+    graphed = Bark.load(tiny_checkpoint, DeviceOptions(device="cuda:1", dtype="float32", cuda_graphs=True))
     result = graphed.generate_batch(TEXTS, **OPTIONS)
     assert torch.cuda.current_device() == current  # the device guard restored it
     for step in graphed.graphs.steps.values():

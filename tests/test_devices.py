@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bark_cli import Bark
-from bark_cli.errors import DeviceError
+from bark_cli.config import DeviceOptions, SamplingOptions
+from bark_cli.errors import DeviceError, InputError
 from bark_cli.runtime import HostHome, Runtime, check_attention, native_bfloat16, pick_cuda_graphs, pick_device, pick_dtype
 
 
@@ -21,11 +22,11 @@ def test_auto_picks_what_the_machine_has():
 
 
 def test_int8_picks_bfloat16_on_the_cpu_and_refuses_float32():
-    assert Runtime.choose("cpu", quantize="int8").dtype == torch.bfloat16
+    assert Runtime.choose(DeviceOptions("cpu", quantize="int8")).dtype == torch.bfloat16
     with pytest.raises(DeviceError, match="bfloat16"):
-        Runtime.choose("cpu", "float32", quantize="int8")
+        Runtime.choose(DeviceOptions("cpu", "float32", quantize="int8"))
     with pytest.raises(DeviceError, match="quantization"):
-        Runtime.choose("cpu", quantize="int4")
+        Runtime.choose(DeviceOptions("cpu", quantize="int4"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -56,13 +57,39 @@ def fake_gpu(monkeypatch, capability=(9, 0), bf16_argument=True):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
 
 
+@pytest.mark.parametrize("bad,message", [
+    (dict(dtype="float64"), "unknown dtype 'float64'"),
+    (dict(attention="xformers"), "unknown attention backend"),
+    (dict(quantize="int4"), "unknown quantization 'int4'"),
+    (dict(device=""), "unknown device"),
+])
+def test_device_options_check_names_when_built(bad, message):
+    with pytest.raises(DeviceError, match=message):
+        DeviceOptions(**bad)
+
+
+@pytest.mark.parametrize("threads", [0, -2, True])
+def test_device_options_refuse_a_thread_count_below_one(threads):
+    with pytest.raises(InputError, match="threads"):
+        DeviceOptions(threads=threads)
+
+
+def test_runtime_applies_the_thread_count(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    Runtime.choose(DeviceOptions("cpu", "float32"))
+    assert calls == []  # None leaves PyTorch's own choice
+    Runtime.choose(DeviceOptions("cpu", "float32", threads=1))
+    assert calls == [1]
+
+
 def test_flash_attention_needs_cuda_and_half_precision(monkeypatch):
     with pytest.raises(DeviceError, match="flash attention needs a CUDA device"):
         check_attention("flash", torch.device("cpu"), torch.float16)
     with pytest.raises(DeviceError, match="flash attention needs a CUDA device"):
         check_attention("flash", torch.device("cuda"), torch.float32)
     with pytest.raises(DeviceError, match="unknown attention"):
-        check_attention("xformers", torch.device("cpu"), torch.float32)
+        DeviceOptions("cpu", "float32", attention="xformers")
     fake_gpu(monkeypatch, (8, 0))
     assert check_attention("flash", torch.device("cuda"), torch.bfloat16) == "flash"
     assert check_attention("flash", torch.device("cuda:1"), torch.float16) == "flash"
@@ -85,11 +112,11 @@ def test_bfloat16_only_where_the_gpu_has_it_natively(monkeypatch, bf16_argument)
     with pytest.raises(DeviceError, match="no native bfloat16"):
         pick_dtype("bfloat16", torch.device("cuda"))
     with pytest.raises(DeviceError, match="no native bfloat16"):
-        Runtime.choose("cuda:1", "bfloat16")
+        Runtime.choose(DeviceOptions("cuda:1", "bfloat16"))
     assert pick_dtype("float16", torch.device("cuda")) == torch.float16
     fake_gpu(monkeypatch, (8, 0), bf16_argument)
     assert pick_dtype("bfloat16", torch.device("cuda")) == torch.bfloat16
-    assert Runtime.choose("cuda:1", "bfloat16").dtype == torch.bfloat16
+    assert Runtime.choose(DeviceOptions("cuda:1", "bfloat16")).dtype == torch.bfloat16
 
 
 def test_bfloat16_on_another_gpu_asks_that_gpu(monkeypatch):
@@ -104,9 +131,9 @@ def test_bfloat16_on_another_gpu_asks_that_gpu(monkeypatch):
 def test_int8_is_refused_on_cuda(monkeypatch):
     fake_gpu(monkeypatch)
     with pytest.raises(DeviceError, match="int8 weights are a CPU path") as error:
-        Runtime.choose("cuda", quantize="int8")
+        Runtime.choose(DeviceOptions("cuda", quantize="int8"))
     assert error.value.hint == "use --dtype float16 on a GPU"
-    assert Runtime.choose("cuda", "float16").dtype == torch.float16
+    assert Runtime.choose(DeviceOptions("cuda", "float16")).dtype == torch.float16
 
 
 @pytest.mark.parametrize("attention,expected", [("math", "math"), ("auto", None), ("sdpa", None)])
@@ -137,23 +164,23 @@ def test_cuda_graphs_are_on_by_default_where_the_device_is_cuda():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert pick_cuda_graphs(None, cuda) is True and pick_cuda_graphs(False, cuda) is False
     assert pick_cuda_graphs(None, cpu) is False and pick_cuda_graphs(False, cpu) is False
-    assert Runtime.choose("cpu").cuda_graphs is False
+    assert Runtime.choose(DeviceOptions("cpu")).cuda_graphs is False
     with pytest.raises(DeviceError, match="CUDA graphs need a CUDA device"):
         pick_cuda_graphs(True, cpu)
 
 
 def test_math_attention_gives_the_same_tokens(bark, tiny_checkpoint):
-    math_bark = Bark.load(tiny_checkpoint, device="cpu", dtype="float32", attention="math")
-    options = dict(temperature=0.0, max_semantic_tokens=16, min_eos_p=0)
+    math_bark = Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", dtype="float32", attention="math"))
+    options = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=16, min_eos_p=0))
     a = bark.generate("Hello world", **options)
     b = math_bark.generate("Hello world", **options)
     np.testing.assert_array_equal(a.fine_tokens, b.fine_tokens)
 
 
 def test_bfloat16_on_cpu_runs_and_stays_close(bark, tiny_checkpoint):
-    half = Bark.load(tiny_checkpoint, device="cpu", dtype="bfloat16")
+    half = Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", dtype="bfloat16"))
     assert half.weights.semantic.lm_head.weight.dtype == torch.bfloat16
-    options = dict(temperature=0.0, max_semantic_tokens=24, min_eos_p=0)
+    options = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=24, min_eos_p=0))
     a = bark.generate("Hello world", **options)
     b = half.generate("Hello world", **options)
     assert np.isfinite(b.audio).all() and b.audio.shape == a.audio.shape
@@ -161,15 +188,15 @@ def test_bfloat16_on_cpu_runs_and_stays_close(bark, tiny_checkpoint):
 
 
 def test_offload_is_a_no_op_on_the_cpu(tiny_checkpoint):
-    offloaded = Bark.load(tiny_checkpoint, device="cpu", dtype="float32", offload=True)
+    offloaded = Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", dtype="float32", offload=True))
     assert offloaded.runtime.offload is False
-    result = offloaded.generate("Hi", temperature=0.0, max_semantic_tokens=8)
+    result = offloaded.generate("Hi", sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=8))
     assert len(result.audio) > 0
 
 
 def test_cuda_graphs_need_cuda(tiny_checkpoint):
     with pytest.raises(DeviceError, match="CUDA graphs need a CUDA device"):
-        Bark.load(tiny_checkpoint, device="cpu", cuda_graphs=True)
+        Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", cuda_graphs=True))
 
 
 @pytest.fixture
@@ -245,7 +272,7 @@ def test_offload_moves_all_but_the_semantic_token_table(bark, fake_copies, cuda_
 
 
 def test_auto_batch_size_fits_free_memory(bark):
-    runtime = Runtime.choose("cpu", "float32")
+    runtime = Runtime.choose(DeviceOptions("cpu", "float32"))
     assert runtime.free_memory() > 0
     assert 1 <= runtime.auto_batch_size(bark.weights.config) <= 16
     assert runtime.auto_batch_size(bark.weights.config, limit=2) <= 2

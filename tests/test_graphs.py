@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from bark_cli import Bark
-from bark_cli.config import Sampling
+from bark_cli.config import Sampling, SamplingOptions
 from bark_cli.decoding import BUCKET, EagerStep, GraphCache, GraphStep, bucket_end, kv_cache
 from bark_cli.generation import EOS_CHECK_EVERY, generate_semantic
 from bark_cli.runtime import Runtime
 
 TOL = dict(rtol=1e-4, atol=1e-4)
-GREEDY = dict(temperature=0.0, max_semantic_tokens=24, min_eos_p=0)
+GREEDY = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=24, min_eos_p=0))
 
 
 @pytest.fixture(scope="module")

@@ -69,9 +69,15 @@ def test_shell_completion_loads_no_torch(env, tmp_path):
 
 def test_the_script_imports_nothing_of_ours_before_its_signal_guard():
     """The `bark` script imports bark_cli.cli before main() can catch Ctrl-C: that import loads
-    no other module of the package, so the unguarded moments are Python's own start-up."""
+    no other module of the package than the guard's own (cli/process.py, standard library only),
+    so the unguarded moments are Python's own start-up."""
     code = "import json, sys, bark_cli.cli\nprint(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'bark_cli')))"
-    assert fresh_python(code) == ["bark_cli", "bark_cli.cli"]
+    assert fresh_python(code) == ["bark_cli", "bark_cli.cli", "bark_cli.cli.process"]
+    tree = ast.parse((PACKAGE / "cli" / "process.py").read_text())
+    top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 0}
+    assert top <= set(sys.stdlib_module_names) and not any(
+        isinstance(node, ast.ImportFrom) and node.level for node in tree.body)
 
 
 def test_the_lazy_names_still_arrive():
@@ -225,3 +231,16 @@ def test_no_import_cycles():
         if name not in state:
             walk(name, [name])
     assert cycles == []
+
+
+def test_every_declared_pytest_marker_is_used():
+    """A marker no test carries is dead configuration."""
+    import re
+    import tomllib
+
+    root = PACKAGE.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    names = {line.split(":")[0].strip() for line in declared}
+    source = "\n".join(path.read_text() for path in (root / "tests").glob("*.py"))
+    used = set(re.findall(r"pytest\.mark\.(\w+)", source))
+    assert names and names <= used, names - used

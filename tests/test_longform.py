@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bark_cli.config import SamplingOptions
 from bark_cli.errors import InputError
 from bark_cli.longform import plan_text, speak
 from bark_cli.voice import load_voice_file
@@ -15,7 +16,7 @@ STORY = (
     "The clouds never answered, which made the dog bark louder. "
     "One day a cloud came down to talk. The dog was so surprised it forgot to bark."
 )
-FAST = dict(temperature=0.0, max_semantic_tokens=10, min_eos_p=0)
+FAST = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=10, min_eos_p=0))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_chain_mode_conditions_each_segment_on_the_previous(bark):
 
 
 def test_same_seed_same_speech_when_sampling(bark):
-    options = dict(max_semantic_tokens=8, max_segment_chars=100, batch_size=2, seed=42)
+    options = dict(sampling=SamplingOptions(max_semantic_tokens=8), max_segment_chars=100, batch_size=2, seed=42)
     one = speak(bark, STORY, **options)
     two = speak(bark, STORY, **options)
     np.testing.assert_array_equal(one.audio, two.audio)

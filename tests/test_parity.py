@@ -6,16 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+from bark_cli.config import SamplingOptions
 from bark_cli.generation import semantic_prefix
 from bark_cli.voice import load_voice_file
 from tiny_bark import REFERENCE
 
-GREEDY = dict(temperature=0.0)
 TEXTS = {
     "english-laughter": "Hello there, my friend! [laughter] How are you today?",
     "cjk": "你好，世界。今天天气很好。",
     "two-tokens": "Hello world",
 }
+
+
+def greedy(**fields) -> SamplingOptions:
+    return SamplingOptions(temperature=0.0, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +84,7 @@ def test_greedy_matches_transformers(bark, hf_tiny, voice, name, with_voice):
     if name == "two-tokens":
         assert len(ids) == 2
     prompt = voice if with_voice else None
-    ours = bark.generate(text, voice=prompt, max_semantic_tokens=48, min_eos_p=0, **GREEDY)
+    ours = bark.generate(text, voice=prompt, sampling=greedy(max_semantic_tokens=48, min_eos_p=0))
     assert len(ours.semantic_tokens) == 48  # random weights never choose EOS in 48 greedy steps
     assert_same(ours, hf_stages(hf_tiny, ids, prompt, 48))
 
@@ -88,7 +92,7 @@ def test_greedy_matches_transformers(bark, hf_tiny, voice, name, with_voice):
 def test_long_greedy_run_crosses_windows(bark, hf_tiny, voice):
     """360 semantic tokens: 18 coarse windows (history trimmed to 630) and 2 fine windows."""
     text = TEXTS["english-laughter"]
-    ours = bark.generate(text, voice=voice, max_semantic_tokens=360, min_eos_p=0, **GREEDY)
+    ours = bark.generate(text, voice=voice, sampling=greedy(max_semantic_tokens=360, min_eos_p=0))
     assert ours.fine_tokens.shape[1] == 541
     assert_same(ours, hf_stages(hf_tiny, bark.tokenizer.encode(text), voice, 360))
 
@@ -107,12 +111,12 @@ def eos_probabilities(bark, text_ids, tokens):
 def test_min_eos_p_stops_early_like_transformers(bark, hf_tiny):
     text = TEXTS["english-laughter"]
     ids = bark.tokenizer.encode(text)
-    free = bark.generate(text, max_semantic_tokens=60, min_eos_p=0, **GREEDY)
+    free = bark.generate(text, sampling=greedy(max_semantic_tokens=60, min_eos_p=0))
     p_eos, _ = eos_probabilities(bark, ids, free.semantic_tokens)
     # A threshold between a new record of p(EOS) and every earlier step's: the run must stop there.
     stop = next(k for k in range(5, 55) if p_eos[k] > 1.5 * p_eos[:k].max())
     threshold = float(np.sqrt(p_eos[k := stop] * p_eos[:k].max()))
-    ours = bark.generate(text, max_semantic_tokens=60, min_eos_p=threshold, **GREEDY)
+    ours = bark.generate(text, sampling=greedy(max_semantic_tokens=60, min_eos_p=threshold))
     theirs = hf_stages(hf_tiny, ids, None, 60, min_eos_p=threshold)
     assert len(ours.semantic_tokens) == stop < 60
     assert_same(ours, theirs)
@@ -122,7 +126,7 @@ def test_greedy_decisions_have_wide_margins(bark):
     """The fixture is meaningful: every semantic decision wins by far more than float error."""
     text = TEXTS["english-laughter"]
     ids = bark.tokenizer.encode(text)
-    run = bark.generate(text, max_semantic_tokens=48, min_eos_p=0, **GREEDY)
+    run = bark.generate(text, sampling=greedy(max_semantic_tokens=48, min_eos_p=0))
     _, allowed = eos_probabilities(bark, ids, run.semantic_tokens)
     top2 = allowed.topk(2, dim=-1).values
     assert (top2[:, 0] - top2[:, 1]).min().item() > 1e-3

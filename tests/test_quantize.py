@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bark_cli import Bark
+from bark_cli.config import DeviceOptions, SamplingOptions
 from bark_cli.errors import DeviceError
 from bark_cli.models.quantize import Int8Linear, quantize_int8
 
@@ -38,10 +39,10 @@ def test_quantize_swaps_every_linear():
 
 
 def test_int8_generation_agrees_with_float32(tiny_checkpoint):
-    full = Bark.load(tiny_checkpoint, device="cpu", dtype="float32")
-    small = Bark.load(tiny_checkpoint, device="cpu", quantize="int8")
+    full = Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", dtype="float32"))
+    small = Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", quantize="int8"))
     assert small.dtype == torch.bfloat16
-    options = dict(temperature=0.0, max_semantic_tokens=32, min_eos_p=0)
+    options = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=32, min_eos_p=0))
     a = full.generate("Hello there, my friend!", **options)
     b = small.generate("Hello there, my friend!", **options)
     agreement = np.mean(a.semantic_tokens == b.semantic_tokens)
@@ -51,6 +52,6 @@ def test_int8_generation_agrees_with_float32(tiny_checkpoint):
 
 def test_int8_needs_reduced_precision_activations(tiny_checkpoint):
     with pytest.raises(DeviceError, match="bfloat16"):
-        Bark.load(tiny_checkpoint, device="cpu", dtype="float32", quantize="int8")
+        Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", dtype="float32", quantize="int8"))
     with pytest.raises(DeviceError, match="quantization"):
-        Bark.load(tiny_checkpoint, device="cpu", quantize="int4")
+        Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", quantize="int4"))

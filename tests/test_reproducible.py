@@ -12,12 +12,13 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from bark_cli.config import SamplingOptions
 from bark_cli.cli import app
 from bark_cli.generation import draw
 from bark_cli.longform import plan_text, speak
 from bark_cli.pipeline import stage_seed
 
-SAMPLED = dict(temperature=0.8, max_semantic_tokens=8)
+SAMPLED = dict(sampling=SamplingOptions(temperature=0.8, max_semantic_tokens=8))
 TEXTS = ["Hello there.", "A longer sentence about a small dog [laughter].", "Third one, short."]
 
 

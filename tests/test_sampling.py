@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import pytest
@@ -70,7 +72,19 @@ def test_sampling_options_resolve_per_stage():
     assert defaults["coarse"] == Sampling(gen.coarse_temperature, gen.coarse_top_k, gen.coarse_top_p)
     assert SamplingOptions().min_eos_p_for(gen) == gen.min_eos_p
     assert SamplingOptions(max_semantic_tokens=9).max_tokens_for(gen) == 9
-    assert SamplingOptions.build(SamplingOptions(top_k=3), top_k=None, top_p=0.5) == SamplingOptions(top_k=3, top_p=0.5)
+
+
+def test_sampling_enters_generation_as_one_value():
+    """Bark.generate(_batch), speak and stream take SamplingOptions and no loose sampling
+    keyword beside it, so a value is checked once, when built, and never merged downstream."""
+    from bark_cli.longform import speak, stream
+    from bark_cli.pipeline import Bark
+
+    for function in (Bark.generate, Bark.generate_batch, speak, stream):
+        parameters = inspect.signature(function).parameters
+        assert "sampling" in parameters, function.__name__
+        assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()), function.__name__
+        assert not {f.name for f in dataclasses.fields(SamplingOptions)} & set(parameters), function.__name__
 
 
 @pytest.mark.parametrize("bad,message", [

@@ -23,6 +23,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from bark_cli import audio
+from bark_cli.config import SamplingOptions
 from bark_cli.cli import app
 from bark_cli.errors import InputError, OutputError
 from bark_cli.longform import speak, stream
@@ -32,7 +33,7 @@ from tiny_bark import REFERENCE
 BARK = Path(sys.executable).with_name("bark")
 STORY = ("One dog barked. Then a cat answered it loudly. The bird said nothing at all. "
          "A fox ran past the fence. Night came down on the farm.")
-FAST = dict(temperature=0.0, max_semantic_tokens=8, min_eos_p=0)
+FAST = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=8, min_eos_p=0))
 CLI_FAST = ["--max-semantic-tokens", "8", "--device", "cpu", "--max-segment-chars", "30", "--gap", "0.1"]
 SEGMENT_SAMPLES = 12 * 320
 
@@ -199,7 +200,7 @@ def cli_say(model, *args: str, env: dict | None = None):
 def test_raw_is_the_float_audio_byte_for_byte(bark, tiny_checkpoint, fmt):
     result = cli_say(tiny_checkpoint, "--raw", "--raw-format", fmt, "--seed", "5")
     assert result.exit_code == 0, result.output
-    speech = speak(bark, STORY, max_segment_chars=30, gap=0.1, seed=5, max_semantic_tokens=8)
+    speech = speak(bark, STORY, max_segment_chars=30, gap=0.1, seed=5, sampling=SamplingOptions(max_semantic_tokens=8))
     x = np.clip(speech.audio, -1, 1) if fmt == "s16le" else speech.audio
     expected = expected_s16(x) if fmt == "s16le" else x.astype("<f4").tobytes()
     assert result.stdout_bytes == expected

@@ -24,10 +24,10 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from bark_cli import catalog, hub, presets, suno
+from bark_cli.config import DeviceOptions, GenerationConfig, SamplingOptions
 from bark_cli.weights import BarkWeights, generation_json
 from bark_cli.weights import load_weights as load_hub_layout
 from bark_cli.cli import app
-from bark_cli.config import GenerationConfig
 from bark_cli.errors import CheckpointError, NotCachedError, PresetError
 from tiny_bark import make_prompt
 
@@ -198,11 +198,11 @@ def barks(suno_folder, tiny_checkpoint):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(suno.TOKENIZER_ENV, str(tiny_checkpoint))
-        return (Bark.load(suno_folder, device="cpu", dtype="float32"),
-                Bark.load(tiny_checkpoint, device="cpu", dtype="float32"))
+        return (Bark.load(suno_folder, DeviceOptions(device="cpu", dtype="float32")),
+                Bark.load(tiny_checkpoint, DeviceOptions(device="cpu", dtype="float32")))
 
 
-GREEDY = dict(temperature=0.0, max_semantic_tokens=24, min_eos_p=0)
+GREEDY = dict(sampling=SamplingOptions(temperature=0.0, max_semantic_tokens=24, min_eos_p=0))
 
 
 @pytest.mark.parametrize("voice", [None, "generated"])
@@ -483,11 +483,11 @@ def test_convert_round_trips(suno_folder, loaded, barks, tmp_path):
         ["config.json", "generation_config.json", "model.safetensors", *hub.TOKENIZER_FILES])
     a, b = all_tensors(load_hub_layout(target)), all_tensors(loaded[0])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    converted = Bark.load(target, device="cpu", dtype="float32")
+    converted = Bark.load(target, DeviceOptions(device="cpu", dtype="float32"))
     original = barks[0]
     assert converted.config == original.config
     # greedy, and sampled with Suno's defaults
-    for text, options in ((TEXTS[0], GREEDY), (TEXTS[1], dict(max_semantic_tokens=16))):
+    for text, options in ((TEXTS[0], GREEDY), (TEXTS[1], dict(sampling=SamplingOptions(max_semantic_tokens=16)))):
         x, y = (bark.generate(text, seed=7, **options) for bark in (converted, original))
         np.testing.assert_array_equal(x.semantic_tokens, y.semantic_tokens)
         np.testing.assert_array_equal(x.fine_tokens, y.fine_tokens)

@@ -48,7 +48,7 @@ def batch(
         help="Write one JSON line per item: status, path, seconds of audio, seed, error.", dir_okay=False,
         rich_help_panel=OUTPUT, show_default=False)] = None,
     shard: Annotated[str | None, typer.Option(
-        help="K/N: only the items whose index modulo N is K (spread a corpus over N jobs).",
+        metavar="K/N", help="K/N: only the items whose index modulo N is K (spread a corpus over N jobs).",
         show_default=False)] = None,
     overwrite: OverwriteOpt = False,
     subtype: Annotated[Subtype | None, typer.Option(
@@ -81,79 +81,102 @@ def batch(
     dtype makes that item again.
     """
     out = Output(quiet)
-    shard_k_n = runner.parse_shard(shard)
     size = parse_batch_size(batch_size)
-    subtype_name = subtype.value if subtype else None
-    if "-" in inputs and sys.stdin.isatty():
-        raise InputError("- reads stdin, which is a terminal", "pipe the text in, or name a file")
-    items = runner.read_items(inputs, whole_file=whole_file, jsonl=jsonl, stdin=sys.stdin)
-    if not items:
-        raise InputError("the inputs hold no text", "give files with at least one non-empty line")
-    # Every output is planned (and collisions refused) before anything is created or generated.
-    items = runner.select_shard(runner.plan_outputs(items, output_dir, template), shard_k_n)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}", "pick a folder you can write to") from None
-
-    from .. import longform
+    items = _plan(inputs, whole_file, jsonl, output_dir, template, shard)
     from ..pipeline import fresh_seed
 
     # Item i gets the seed S + i (S: --seed, or one drawn now and reported per item).
     runner.assign_seeds(items, fresh_seed() if seed is None else seed)
-
     bark, _ = load_model(out, model, revision, hardware)
-    voices: dict[str | None, object] = {}
-
-    def voice_of(item: runner.Item):
-        name = item.voice or voice
-        if name not in voices:
-            voices[name] = bark.resolve_voice(name)
-        return voices[name]
-
-    def one_segment(item: runner.Item) -> bool:
-        return len(longform.plan_text(bark, item.text)) == 1
-
-    def group_key(item: runner.Item):
-        # Every item draws from its own seeded generators, so items of one voice batch together
-        # and each still sounds as it would alone; long items run alone (their segments batch).
-        if not one_segment(item):
-            return None
-        return ("voice", item.voice or voice)
-
-    def speak_group(group: list[runner.Item]):
-        prompt = voice_of(group[0])
-        if len(group) == 1:
-            speech = longform.speak(bark, group[0].text, voice=prompt, gap=gap, batch_size=size,
-                                    seed=group[0].seed, sampling=sampling, progress=stage_progress)
-            return [(speech, speech.seed)]
-        made = bark.generate_batch([item.text for item in group], voice=prompt, seeds=[item.seed for item in group],
-                                   sampling=sampling, progress=stage_progress)
-        return [(generation, generation.seed) for generation in made]
-
+    speaker = _Speaker(bark, voice, gap, size, sampling)
     with contextlib.ExitStack() as stack:
-        report_file = None
-        if report is not None:
-            try:
-                report_file = stack.enter_context(open(report, "a", encoding="utf-8"))
-            except OSError as exc:
-                raise OutputError(f"cannot write {report}: {exc.strerror or exc}", "pick a writable --report path") from None
-        bars = stack.enter_context(out.stages())
-        items_bar = bars.items(len(items)) if bars else None
-        stage_progress = bars
-
-        def on_item(outcome: runner.Outcome, done: int, total: int) -> None:
-            if items_bar:
-                items_bar(done)
-            if outcome.status == "failed":
-                where = f"{outcome.source}:{outcome.line}" if outcome.line else outcome.source
-                out.warning(f"item {outcome.index} ({where}) failed: {outcome.error}")
-
+        report_file = _open_report(stack, report)
+        speaker.progress = bars = stack.enter_context(out.stages())
         group_size = size or bark.runtime.auto_batch_size(bark.weights.config)
-        summary = runner.run_batch(speak_group, items, group_key=group_key, batch_size=group_size,
-                                   overwrite=overwrite, subtype=subtype_name, report=report_file, on_item=on_item)
+        summary = runner.run_batch(speaker.speak_group, items, group_key=speaker.group_key, batch_size=group_size,
+                                   overwrite=overwrite, subtype=subtype.value if subtype else None,
+                                   report=report_file,
+                                   on_item=_item_reporter(out, bars.items(len(items)) if bars else None))
     claimed = f", {summary.count('claimed')} left to another run" if summary.count("claimed") else ""
     out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped{claimed}, {summary.failed} failed "
              f"of {len(items)} item(s) in {output_dir}")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _plan(inputs: list[str], whole_file: bool, jsonl: bool | None, output_dir: Path, template: str,
+          shard: str | None) -> list[runner.Item]:
+    """Read the items and plan every output (collisions refused) before anything is created or
+    generated; then make the output folder."""
+    shard_k_n = runner.parse_shard(shard)
+    if "-" in inputs and sys.stdin is not None and sys.stdin.isatty():
+        raise InputError("- reads stdin, which is a terminal", "pipe the text in, or name a file")
+    items = runner.read_items(inputs, whole_file=whole_file, jsonl=jsonl, stdin=sys.stdin)
+    if not items:
+        raise InputError("the inputs hold no text", "give files with at least one non-empty line")
+    items = runner.select_shard(runner.plan_outputs(items, output_dir, template), shard_k_n)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {output_dir}: {exc.strerror or exc}", "pick a folder you can write to") from None
+    return items
+
+
+def _item_reporter(out: Output, items_bar):
+    """run_batch's `on_item`: the items bar moves on, a failed item is a warning line."""
+
+    def on_item(outcome: runner.Outcome, done: int, total: int) -> None:
+        if items_bar:
+            items_bar(done)
+        if outcome.status == "failed":
+            where = f"{outcome.source}:{outcome.line}" if outcome.line else outcome.source
+            out.warning(f"item {outcome.index} ({where}) failed: {outcome.error}")
+
+    return on_item
+
+
+def _open_report(stack: contextlib.ExitStack, report: Path | None):
+    if report is None:
+        return None
+    try:
+        return stack.enter_context(open(report, "a", encoding="utf-8"))
+    except OSError as exc:
+        raise OutputError(f"cannot write {report}: {exc.strerror or exc}", "pick a writable --report path") from None
+
+
+class _Speaker:
+    """How the batch runner speaks a group of items with the loaded model: one voice per group,
+    each voice resolved once."""
+
+    def __init__(self, bark, voice: str | None, gap: float, batch_size: int | None, sampling: SamplingOptions):
+        self.bark, self.voice, self.gap, self.batch_size, self.sampling = bark, voice, gap, batch_size, sampling
+        self.voices: dict[str | None, object] = {}
+        self.progress = None  # the stage bars, once they are up
+
+    def voice_of(self, item: runner.Item):
+        name = item.voice or self.voice
+        if name not in self.voices:
+            self.voices[name] = self.bark.resolve_voice(name)
+        return self.voices[name]
+
+    def group_key(self, item: runner.Item):
+        """Every item draws from its own seeded generators, so items of one voice batch together
+        and each still sounds as it would alone; long items run alone (their segments batch)."""
+        from .. import longform
+
+        if len(longform.plan_text(self.bark, item.text)) != 1:
+            return None
+        return ("voice", item.voice or self.voice)
+
+    def speak_group(self, group: list[runner.Item]):
+        from .. import longform
+
+        prompt = self.voice_of(group[0])
+        if len(group) == 1:
+            speech = longform.speak(self.bark, group[0].text, voice=prompt, gap=self.gap, batch_size=self.batch_size,
+                                    seed=group[0].seed, sampling=self.sampling, progress=self.progress)
+            return [(speech, speech.seed)]
+        made = self.bark.generate_batch([item.text for item in group], voice=prompt,
+                                        seeds=[item.seed for item in group], sampling=self.sampling,
+                                        progress=self.progress)
+        return [(generation, generation.seed) for generation in made]

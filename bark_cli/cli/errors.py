@@ -9,7 +9,6 @@ no control character reaches the terminal.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import sys
@@ -19,7 +18,8 @@ from typing import NoReturn
 import typer
 from typer.core import TyperGroup
 
-from . import INTERRUPTED, PIPE_CLOSED
+from .help import HELP_OPTIONS, plain_placeholders
+from .process import INTERRUPTED, ended, output_failure
 from ..errors import (BarkError, CheckpointError, DeviceError, DownloadIncompleteError, GenerationError,
                       HubAccessError, HubUnreachableError, InputError, NotCachedError, OutputError)
 
@@ -41,7 +41,6 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 EXIT_HELP = ("Exit codes: 0 done; 1 generation failed; 2 bad usage or input; 3 Hub refused access; 4 Hub "
              "unreachable or download cut short; 5 offline, model not cached; 130 Ctrl-C; 141 stdout closed "
              "early; 143 SIGTERM.")
-HELP_OPTIONS = ("-h", "--help")
 
 # C0 and C1 controls and DEL; tab is kept out too, since it moves the cursor.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -78,41 +77,6 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     """`warnings.showwarning` for the `bark` command: another library's warning (PyTorch's
     UserWarnings and the like) as one `warning:` line, without its source line."""
     print_warning(" ".join(str(message).split()))
-
-
-def quiet_stdout() -> None:
-    """Point stdout at /dev/null once it is closed or broken, so that nothing more written to it
-    (Python's flush at exit included) fails with a traceback."""
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    else:
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass  # not a real file (a test's capture): nothing to protect
-
-
-# What a write to stdout or stderr meets when the output cannot all go out.
-_CUT_SHORT = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
-
-
-def output_failure(exc: OSError) -> None:
-    """End the run for an output that could not be written; return (doing nothing) for any other
-    OSError. A closed pipe (`| head`) means the reader wanted no more: quiet, with the status a
-    shell gives a program SIGPIPE ended. A full disk or a size limit cut the output short: one
-    line, exit 2."""
-    if exc.errno == errno.EPIPE:
-        quiet_stdout()
-        raise typer.Exit(PIPE_CLOSED) from None
-    if exc.errno in _CUT_SHORT:
-        quiet_stdout()
-        print_error(f"cannot write the output: {exc.strerror}", "the output was cut short")
-        raise typer.Exit(2) from None
 
 
 class BadValue(typer.BadParameter):
@@ -218,11 +182,11 @@ class BarkGroup(TyperGroup):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        _no_flag_placeholders(self)
+        plain_placeholders(self)
 
     def get_params(self, ctx):
         # Typer adds --install-completion and --show-completion after __init__.
-        _no_flag_placeholders(self, recurse=False)
+        plain_placeholders(self, recurse=False)
         return super().get_params(ctx)
 
     def parse_args(self, ctx, args):
@@ -247,9 +211,7 @@ class BarkGroup(TyperGroup):
         except UsageError as exc:  # a command's bad option or argument
             usage_error(exc, self._command_path(ctx, words))
         except KeyboardInterrupt:
-            _ignore_signals()
-            print("interrupted", file=sys.stderr, flush=True)
-            raise typer.Exit(INTERRUPTED) from None
+            raise typer.Exit(ended("interrupted", INTERRUPTED)) from None
         except Exception as exc:
             if isinstance(exc, OSError):
                 output_failure(exc)
@@ -272,32 +234,3 @@ class BarkGroup(TyperGroup):
             words.append(arg)
             command = sub
         return " ".join(words)
-
-
-def _ignore_signals() -> None:
-    # A second Ctrl-C (or a SIGTERM) while the first is being reported must not end in a traceback.
-    import signal
-
-    for name in ("SIGINT", "SIGTERM"):
-        try:
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
-        except (ValueError, OSError):  # not the main thread (a test's runner)
-            pass
-
-
-def _no_flag_placeholders(command, recurse: bool = True) -> None:
-    """An on/off flag takes no value, so its help shows no value placeholder: Typer would show
-    `<bool>` (its type's name) beside every flag. An empty metavar is what it prints instead."""
-    if getattr(command, "add_help_option", False) and getattr(command, "_help_option", True) is None:
-        # -h/--help is made on first use; make it now (as the parser would) to clear its placeholder.
-        from typer._click.decorators import help_option
-
-        taken = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
-        help_option([name for name in HELP_OPTIONS if name not in taken])(command)
-        command._help_option = command.params.pop()
-        command._help_option.metavar = ""
-    for param in getattr(command, "params", []):
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    for sub in getattr(command, "commands", {}).values() if recurse else ():
-        _no_flag_placeholders(sub)

@@ -49,17 +49,13 @@ def quiet_downloads(out: Output) -> None:
 def load_model(out: Output, model: str, revision: str | None, hardware: DeviceOptions):
     """Load a model behind a spinner; returns (Bark, seconds it took). PyTorch is imported here,
     by the commands that run a model, and not by those that only list or describe."""
-    import torch
-
     from ..pipeline import Bark
 
-    if hardware.threads:
-        torch.set_num_threads(hardware.threads)
     quiet_downloads(out)
     start = time.perf_counter()
     # A spinner would swallow huggingface_hub's download bars: none while the model downloads.
     with out.status(f"loading {model}", show=model_on_disk(model, revision) is not None) as update:
-        bark = Bark.load(model, revision=revision, progress=update, **hardware.load_settings())
+        bark = Bark.load(model, hardware, revision=revision, progress=update)
     return bark, time.perf_counter() - start
 
 

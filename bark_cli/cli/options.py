@@ -218,12 +218,8 @@ SAMPLING_OPTIONS: OptionGroup = (
 )
 
 
-def _sampling(**values) -> SamplingOptions:
-    # Checked here, so that a bad combination fails before a model loads.
-    return SamplingOptions(**values).validate()
-
-
-sampling_options = option_group("sampling", SAMPLING_OPTIONS, _sampling)
+# Built (and so checked) here, so that a bad combination fails before a model loads.
+sampling_options = option_group("sampling", SAMPLING_OPTIONS, SamplingOptions)
 """Adds the sampling options; the command takes them as `sampling: SamplingOptions`."""
 
 

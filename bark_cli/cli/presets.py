@@ -23,7 +23,8 @@ Language = Enum("Language", {code: code for code in catalog.SUNO_LANGUAGES}, typ
     "bark presets list", "bark presets list --language de", "bark presets list --json | jq -r '.voices[].name'"))
 def presets_list(
     language: Annotated[Language | None, typer.Option(
-        "--language", "-l", help="Only Suno presets of this language.", show_default=False)] = None,
+        "--language", "-l", case_sensitive=False, help="Only Suno presets of this language (any case).",
+        show_default=False)] = None,
     model: ModelOpt = DEFAULT_MODEL,
     revision: RevisionOpt = None,
     as_json: JsonOpt = False,

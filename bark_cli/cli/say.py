@@ -100,6 +100,27 @@ def say(
     if dry_run:
         return _dry_run(out, words, model, revision, max_segment_chars, no_split)
     subtype_name = subtype.value if subtype else None
+    play, stream_subtype = _check_outputs(output, subtype_name, raw, raw_format, play, as_json, overwrite, save_voice)
+    player = playback.find_player() if play else None
+    # Every voice is checked before the model loads: a mistyped name costs no load.
+    local_voice = presets.find_voice(voice, model, revision, fetch=False) if voice else None
+
+    bark, load_seconds = load_model(out, model, revision, hardware)
+    prompt = local_voice.prompt if local_voice else bark.resolve_voice(voice)
+    plan = dict(voice=prompt, voice_mode=voice_mode.value, split=not no_split, max_segment_chars=max_segment_chars,
+                batch_size=batch, seed=seed, sampling=sampling)
+    speech, written = _speak_out(out, bark, words, plan, output, subtype_name, overwrite, player, gap,
+                                 stream_subtype, header=not raw)
+    if save_voice is not None:
+        _save_voice(speech.voice, save_voice)
+    _report(out, bark, speech, written, player, voice, save_voice, load_seconds)
+
+
+def _check_outputs(output: str | None, subtype: str | None, raw: bool, raw_format: RawFormat, play: bool,
+                   as_json: bool, overwrite: bool, save_voice: Path | None) -> tuple[bool, str | None]:
+    """Everything about where the audio goes that can be known before loading: bad combinations,
+    a terminal as stdout, the file's format, folder and name. Returns (play, the subtype of the
+    audio streamed to stdout, None when nothing is)."""
     if raw and output not in (None, audio.STDOUT):
         raise typer.BadParameter("--raw writes to stdout; leave -o out", param_hint="--raw")
     if raw and subtype is not None:
@@ -114,41 +135,38 @@ def say(
         raise typer.BadParameter("--json and -o - both want stdout; write the audio to a file", param_hint="--json")
     if to_stdout and sys.stdout.isatty():
         raise OutputError("stdout is a terminal, not a place for audio", "redirect it (> out.wav) or give -o FILE")
+    stream_subtype = None
     if raw:
         stream_subtype = audio.RAW_FORMATS[raw_format.value]
     elif output == audio.STDOUT:
-        stream_subtype = subtype_name or "PCM_16"
+        stream_subtype = subtype or "PCM_16"
     elif output is not None:
-        audio.check_output(output, subtype_name, overwrite)
+        audio.check_output(output, subtype, overwrite)
     if save_voice is not None:
         if save_voice.suffix.lower() != ".npz":
             raise InputError(f"--save-voice {save_voice} is not a .npz name", "end it in .npz")
         audio.check_destination(save_voice, overwrite)
-    player = playback.find_player() if play else None
-    # Every voice is checked before the model loads: a mistyped name costs no load.
-    local_voice = presets.find_voice(voice, model, revision, fetch=False) if voice else None
+    return play, stream_subtype
 
+
+def _speak_out(out: Output, bark, words: str, plan: dict, output: str | None, subtype: str | None, overwrite: bool,
+               player, gap: float, stream_subtype: str | None, header: bool):
+    """Speak `words` (longform.stream with `plan`), each segment to the player and stdout as soon
+    as it is made, the whole to the file at the end. Returns (Speech, what was written or None)."""
     from .. import longform
 
-    bark, load_seconds = load_model(out, model, revision, hardware)
-    prompt = local_voice.prompt if local_voice else bark.resolve_voice(voice)
     with contextlib.ExitStack() as sinks:
-        # Each segment goes to stdout and the player as soon as it is made; a file waits for the whole.
         # Entered before stdout, so left after it: stdout is complete while the player still plays.
         outlets = []
         if player is not None:
             outlets.append(sinks.enter_context(playback.Playback(player, bark.sample_rate, gap)))
-        if to_stdout:
+        if stream_subtype is not None:
             sys.stdout.flush()
             outlets.append(sinks.enter_context(audio.SegmentStream(
-                sys.stdout.buffer, bark.sample_rate, stream_subtype, header=not raw, gap_seconds=gap)))
+                sys.stdout.buffer, bark.sample_rate, stream_subtype, header=header, gap_seconds=gap)))
         made = []
         with out.stages() as progress:
-            parts = longform.stream(
-                bark, words, voice=prompt, voice_mode=voice_mode.value, split=not no_split,
-                max_segment_chars=max_segment_chars, batch_size=batch, seed=seed, sampling=sampling,
-                progress=progress)
-            for part in parts:
+            for part in longform.stream(bark, words, progress=progress, **plan):
                 made.append(part)
                 for outlet in outlets:
                     outlet.put(part.audio)
@@ -157,14 +175,16 @@ def say(
             out.warning(warning)
         written = None
         if output not in (None, audio.STDOUT):
-            written = audio.write_audio(output, speech.audio, speech.sample_rate, subtype_name, overwrite)
-        elif to_stdout:
+            written = audio.write_audio(output, speech.audio, speech.sample_rate, subtype, overwrite)
+        elif stream_subtype is not None:
             written = audio.STDOUT
-    if save_voice is not None:
-        _save_voice(speech.voice, save_voice)
+    return speech, written
 
+
+def _report(out: Output, bark, speech, written: str | None, player, voice: str | None, save_voice: Path | None,
+            load_seconds: float) -> None:
     seconds = speech.seconds
-    if as_json:
+    if out.as_json:
         out.data({
             "output": written,
             "player": player.name if player else None,
@@ -221,6 +241,8 @@ def read_text(text: str | None, file: Path | None) -> str:
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror or exc}", "check the path") from None
     elif text == "-":
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise InputError("- reads stdin, which is closed", "pipe the text in, or pass it as an argument")
         stdin = getattr(sys.stdin, "buffer", None)
         text = (_decode(read_at_most(stdin, MAX_TEXT_BYTES + 1), "on stdin") if stdin is not None
                 else sys.stdin.read(MAX_TEXT_BYTES + 1))
