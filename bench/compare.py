@@ -7,7 +7,7 @@
     python bench/compare.py --config bark --device cuda --dtype float16 --tokens 150 --batch-size 16 \\
         --cuda-graphs --transformers-batched
 
-It takes every option of `bark bench`, whose measuring code (bark_cli/bench.py) it runs for
+It takes every option of `bark bench`, whose measuring code (bark_cli/bench/) it runs for
 bark-cli, and adds transformers' own. Each token count gets a table of both side by side, with
 speedup = transformers' seconds / bark-cli's seconds per stage.
 
@@ -34,9 +34,9 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable, Sequence
 
 import typer
 
@@ -149,14 +149,15 @@ def load_both(options: BenchOptions, folder: Path, say: Status) -> tuple[Bark, A
     """bark-cli and transformers on the same weights: random ones through `folder`, or a real model."""
     transformers = import_transformers()
     if bench.is_random(options):
-        # Check the device options first: building bark's weights takes a while.
-        Runtime.choose(DeviceOptions(options.device, options.dtype, options.offload, options.attention,
-                                     options.quantize, options.cuda_graphs))
-        say(f"building transformers' BarkModel ({options.config}, random weights)")
-        hf = random_transformers_model(bench.bark_config(options.config), options.seed)
-        say("saving it for bark-cli")
-        write_model_folder(hf, GenerationConfig(), folder, options.text)
-        return bench.load_model(replace(options, config=str(folder)), say), hf
+        made = []
+
+        def transformers_folder(runtime: Runtime) -> Path:
+            say(f"building transformers' BarkModel ({options.config}, random weights)")
+            made.append(random_transformers_model(bench.bark_config(options.config), options.seed))
+            say("saving it for bark-cli")
+            return write_model_folder(made[0], GenerationConfig(), folder, options.text)
+
+        return bench.load_model(options, say, model_folder=transformers_folder), made[0]
     bark = bench.load_model(options, say)
     say(f"loading {options.config} into transformers")
     hf = transformers.BarkModel.from_pretrained(bark.folder, dtype=torch.float32).eval()
@@ -272,13 +273,23 @@ class CompareOptions:
                              f"use {', '.join(TORCH_DTYPES)}")
 
 
+@dataclass(kw_only=True)  # after RunResult's fields, whose `implementation` is a constant
+class TransformersRun(RunResult):
+    """transformers at one token count. One by one, a batch is `calls` calls, of which only
+    `scaled_from` may have been timed (the seconds then scaled up to all of them)."""
+
+    implementation: str = "transformers"
+    calls: int = 1
+    scaled_from: int | None = None
+
+
 @dataclass
 class Comparison:
     """Both implementations at one token count."""
 
     tokens: int
     ours: RunResult
-    transformers: RunResult
+    transformers: TransformersRun
 
     def speedup(self) -> dict[str, float]:
         """Per stage and end to end: transformers' seconds / ours for the same items (> 1: ours
@@ -352,13 +363,16 @@ class TransformersSide:
 
         return bench.measured(self.runtime.device, calls)
 
-    def summarize(self, runs, ours: RunResult) -> RunResult:
+    def summarize(self, runs, ours: RunResult) -> TransformersRun:
+        """The median over the repeats, scaled from the calls timed to the whole batch; the fine
+        windows are bark-cli's (transformers does not report them, and the frames are equal)."""
         batch = self.options.batch_size
-        scaled = self.sequential and self.calls < batch
-        return bench.summarize("transformers", self.dtype, batch, runs, fine_windows=ours.fine_windows,
-                               calls=batch if self.sequential else 1,
-                               scale=batch / self.calls if self.sequential else 1.0,
-                               scaled_from=self.calls if scaled else None)
+        scale = batch / self.calls if self.sequential else 1.0
+        run = bench.summarize(self.dtype, batch, runs)
+        values = {f.name: getattr(run, f.name) for f in fields(run)}
+        values.update(fine_windows=ours.fine_windows, seconds={k: scale * v for k, v in run.seconds.items()})
+        return TransformersRun(**values, calls=batch if self.sequential else 1,
+                               scaled_from=self.calls if self.sequential and self.calls < batch else None)
 
 
 Runs = dict[int, list[tuple[Timing, dict[str, Any]]]]
@@ -417,7 +431,7 @@ def measure(bark: Bark, hf, options: BenchOptions, compare: CompareOptions, say:
     bandwidth, floors, ours_runs, their_runs = in_order(bark, theirs, options, say)
     comparisons = []
     for n in options.tokens:
-        ours = bench.summarize("bark-cli", label, options.batch_size, ours_runs[n])
+        ours = bench.summarize(label, options.batch_size, ours_runs[n])
         other = theirs.summarize(their_runs[n], ours)
         compare_counts(n, ours, other)
         comparisons.append(Comparison(n, ours, other))
@@ -441,21 +455,55 @@ def run_comparison(options: BenchOptions, compare: CompareOptions, status: Statu
     import_transformers()
     options = replace(options, tokens=[int(n) for n in options.tokens])
     say = status or (lambda message: None)
-    with bench.torch_threads(options.threads), tempfile.TemporaryDirectory(prefix="bark-compare-") as folder:
+    with bench.torch_threads(options.hardware.threads), tempfile.TemporaryDirectory(prefix="bark-compare-") as folder:
         with quiet_transformers():
             bark, hf = load_both(options, Path(folder), say)
             return measure(bark, hf, options, compare, say)
 
 
+Column = tuple[str, RunResult]  # a heading and its run
+
+
+def _each(columns: Sequence[Column], text: Callable[[RunResult], str]) -> str:
+    return "; ".join(f"{name} {text(run)}" for name, run in columns)
+
+
+def run_lines(columns: Sequence[Column], env: dict[str, Any], extra: tuple[str, dict[str, float]]) -> list[str]:
+    """One token count, as `bark bench` prints it with a column per implementation and one of
+    ratios (the speedup): seconds and rate per stage, real-time factor, in-run step, memory, CPU."""
+    first = columns[0][1]
+    lines = ["", f"{first.semantic_tokens} semantic tokens x {first.batch_size}: {first.coarse_frames} coarse "
+                 f"frames, {first.fine_frames} fine frames, {first.fine_windows} fine window(s), "
+                 f"{first.audio_seconds:.2f} s of audio (same counts in both)"]
+    widths = [max(10, len(name)) for name, _ in columns]
+    lines.append(f"  {'stage':<9}" + "".join(f"{name:>{w}}  {'rate':<16}" for (name, _), w in zip(columns, widths))
+                 + f"{extra[0]:>8}")
+    for stage in (*bench.STAGES, "total"):
+        lines.append(f"  {stage:<9}" + "".join(
+            f"{bench.seconds_text(run.seconds[stage]):>{w}}  {bench.rate_text(run, stage):<16}"
+            for (_, run), w in zip(columns, widths)) + f"{extra[1][stage]:>7.2f}x")
+    lines.append("  real-time factor (processing seconds per audio second): " + _each(
+        columns, lambda r: f"{r.rates()['real_time_factor']:.3f} ({r.rates()['x_faster_than_real_time']:.2f}x "
+                           "faster than real time)"))
+    lines.append("  semantic step in run: " + _each(columns, lambda r: bench.ms(r.semantic_step_seconds)))
+    lines.append("  peak memory: " + _each(columns, bench.memory_text))
+    if env["device"] == "cpu" and first.cpu_cores_used is not None:
+        lines.append("  CPU cores used: " + _each(columns, lambda r: f"{r.cpu_cores_used:.2f}")
+                     + f" of {env['torch_threads']} thread(s); load average "
+                     + _each(columns, lambda r: "-" if r.load_average is None else f"{r.load_average:.2f}"))
+    return lines
+
+
 def format_comparison(report: CompareReport) -> list[str]:
+    env = report.bench.environment
     lines = bench.header_lines(report.bench, title="bark-cli vs transformers")
+    lines[1] += f", transformers {env['transformers']}"
     for comp in report.comparisons:
         theirs = comp.transformers
         tag = "transformers"
         if theirs.calls > 1:
             tag += f" ({theirs.calls} runs" + (f", {theirs.scaled_from} timed)" if theirs.scaled_from else ")")
-        lines += bench.run_lines([("bark-cli", comp.ours), (tag, theirs)], report.bench.environment,
-                                 extra=("speedup", comp.speedup()))
+        lines += run_lines([("bark-cli", comp.ours), (tag, theirs)], env, extra=("speedup", comp.speedup()))
     lines += bench.floor_lines(report.bench)
     lines += [f"note: {note}" for note in report.notes]
     return [line.rstrip() for line in lines]

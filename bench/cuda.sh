@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA tests and every GPU figure the README gives, in one run, for a machine with a GPU:
+# The CUDA tests and every GPU figure docs/guide/performance.md gives, in one run, for a machine with a GPU:
 #
 #     BARK_SHARED=/path/to/shared bash bench/cuda.sh      # logs and JSON under $OUT, else bench-cuda/
 #

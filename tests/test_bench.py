@@ -17,6 +17,7 @@ import torch
 
 from bark_cli import bench
 from bark_cli.bench import BenchOptions, format_report, run_benchmark
+from bark_cli.config import DeviceOptions, GenerationConfig
 from bark_cli.errors import BarkError, DeviceError, InputError
 from bark_cli.models.gpt import GPT
 
@@ -24,7 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKENS = 12
 # 12 semantic tokens -> floor(12 * 75 / 49.9) = 18 frames of 320 samples, one fine window
 FRAMES = 18
-FAST = dict(config="tiny", tokens=[TOKENS], bandwidth_mb=4, decode_steps=2, warmup=False, threads=1)
+
+
+def cpu(**settings) -> DeviceOptions:
+    return DeviceOptions(device="cpu", **settings)
+
+
+FAST = dict(config="tiny", tokens=[TOKENS], bandwidth_mb=4, decode_steps=2, warmup=False, hardware=cpu(threads=1))
 
 
 def load_compare():
@@ -205,7 +212,7 @@ def test_model_folder(compare, tiny_checkpoint):
 
 def test_bfloat16_int8_against_float32_transformers(compare):
     """bark-cli in bfloat16 with int8 GPT weights; transformers stays float32 on the CPU."""
-    report = compare.run_comparison(BenchOptions(dtype="bfloat16", quantize="int8", **FAST), compare.CompareOptions())
+    report = compare.run_comparison(BenchOptions(**dict(FAST, hardware=cpu(threads=1, dtype="bfloat16", quantize="int8"))), compare.CompareOptions())
     (comp,) = report.comparisons
     check_run(comp.ours, 1)
     check_run(comp.transformers, 1)
@@ -218,22 +225,22 @@ def test_bfloat16_int8_against_float32_transformers(compare):
 
 def test_dtype_auto_is_bark_loads():
     """dtype auto follows Bark.load: int8 weights on the CPU take bfloat16 activations."""
-    report = run_benchmark(BenchOptions(quantize="int8", **dict(FAST, bandwidth_mb=0)))
+    report = run_benchmark(BenchOptions(**dict(FAST, bandwidth_mb=0, hardware=cpu(threads=1, quantize="int8"))))
     assert report.results[0].dtype == "bfloat16+int8" and report.model["dtype"] == "bfloat16"
 
 
 def test_int8_needs_reduced_precision():
     with pytest.raises(DeviceError, match="bfloat16 or float16"):
-        run_benchmark(BenchOptions(config="tiny", quantize="int8", dtype="float32"))
+        run_benchmark(BenchOptions(config="tiny", hardware=cpu(quantize="int8", dtype="float32")))
     with pytest.raises(DeviceError, match="unknown quantization"):
-        run_benchmark(BenchOptions(config="tiny", quantize="int4", dtype="bfloat16"))
+        run_benchmark(BenchOptions(config="tiny", hardware=cpu(quantize="int4", dtype="bfloat16")))
 
 
 def test_cuda_graphs_need_cuda():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(DeviceError, match="CUDA graphs need a CUDA device"):
-        run_benchmark(BenchOptions(config="tiny", cuda_graphs=True))
+        run_benchmark(BenchOptions(config="tiny", hardware=cpu(cuda_graphs=True)))
 
 
 def test_bark_bench_command_prints_json():
@@ -297,7 +304,7 @@ def test_roofline_counts_tiny_by_hand():
     """FLOPs and bytes of the tiny config (2 layers, width 32), worked out by hand: a block's four
     matrices hold 12 * 32^2 = 12288 weights, so two blocks 24576."""
     config = bench.bark_config("tiny")
-    gen = bench.GenerationConfig()
+    gen = GenerationConfig()
     # semantic step at position 263, float32 weights and cache: matrices plus the 10048-row head
     # = 24576 + 321536 = 346112 weights; keys and values of 264 positions, 2 layers: 2*2*264*32
     flops, nbytes = bench.gpt_step_counts(config.semantic, 10_048, 263, 1, 4, 4)
@@ -313,7 +320,7 @@ def test_roofline_counts_tiny_by_hand():
     assert nbytes == 2 * 57_344
     # a run of 12 semantic tokens, 18 coarse frames and one fine window: the semantic steps at
     # position 256 + 1 + 6, the fine stage's six codebook passes
-    run = bench.RunResult("bark-cli", "float32", 1, TOKENS, FRAMES, FRAMES, 1, FRAMES * 320, 24_000,
+    run = bench.RunResult("float32", 1, TOKENS, FRAMES, FRAMES, 1, FRAMES * 320, 24_000,
                           seconds={k: 1.0 for k in (*bench.STAGES, "total")})
     counts = bench.stage_counts(config, gen, run, {"semantic": 4, "coarse": 4, "fine": 4}, 4)
     step = bench.gpt_step_counts(config.semantic, 10_048, 263, 1, 4, 4)

@@ -280,9 +280,10 @@ def test_auto_batch_size_fits_free_memory(bark):
 
 def test_bark_bench_reports_the_sdpa_backend():
     from bark_cli.bench import BenchOptions, format_report, run_benchmark
+    from bark_cli.config import DeviceOptions
 
-    report = run_benchmark(BenchOptions(config="tiny", tokens=[8], attention="math", warmup=False,
-                                        bandwidth_mb=0, decode_steps=0))
+    report = run_benchmark(BenchOptions(config="tiny", tokens=[8], hardware=DeviceOptions("cpu", attention="math"),
+                                        warmup=False, bandwidth_mb=0, decode_steps=0))
     assert report.model["sdpa_backends"] == {"prefill": "math", "step": "math"}
     assert '"sdpa_backends"' in report.to_json()
     assert "  attention math: SDPA kernel math for the prefill, math for a decode step" in format_report(report)

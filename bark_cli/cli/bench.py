@@ -12,6 +12,7 @@ from .options import (
     Attention, AttentionOpt, CudaGraphsOpt, DeviceOpt, Dtype, DtypeOpt, JsonOpt, OffloadOpt, OptionGroup, Quantize,
     QuantizeOpt, QuietOpt, ThreadsOpt, option_group,
 )
+from ..config import DeviceOptions
 from .output import Output, examples
 
 if TYPE_CHECKING:  # bark_cli.bench imports torch: only once the command runs
@@ -56,14 +57,16 @@ BENCH_OPTIONS: OptionGroup = (
 )
 
 
-def _bench_options(*, dtype: Dtype, attention: Attention, quantize: Quantize | None, text: str | None,
+def _bench_options(*, device: str, dtype: Dtype, attention: Attention, quantize: Quantize | None,
+                   cuda_graphs: bool | None, offload: bool, threads: int | None, text: str | None,
                    tokens: list[int], **values) -> BenchOptions:
     from ..bench import BenchOptions
 
     if text is not None:
         values["text"] = text
-    return BenchOptions(tokens=tuple(tokens), dtype=dtype.value, attention=attention.value,
-                        quantize=quantize.value if quantize else None, **values)
+    hardware = DeviceOptions(device=device, dtype=dtype.value, offload=offload, attention=attention.value,
+                             quantize=quantize.value if quantize else None, cuda_graphs=cuda_graphs, threads=threads)
+    return BenchOptions(tokens=tuple(tokens), hardware=hardware, **values)
 
 
 bench_options = option_group("options", BENCH_OPTIONS, _bench_options)
