@@ -42,7 +42,7 @@ from .config import BarkConfig, CodecConfig, GenerationConfig, SamplingOptions
 from .errors import GenerationError, InputError
 from .models.gpt import GPT
 from .models import kernels as cpu_kernels
-from .models.kernels import ONEDNN_LINEAR, cpu_name
+from .models.kernels import ONEDNN_BF16_LINEAR, ONEDNN_LINEAR, cpu_name
 from .pipeline import Bark
 from .runtime import Runtime
 
@@ -681,7 +681,8 @@ def measure_gemm_peak(runtime: Runtime, dtype: torch.dtype, shape: tuple[int, in
         a = torch.randn(m, k, device=device).to(dtype)
         b = torch.randn(n, k, device=device).to(dtype)  # (out, in), as a linear's weight
         kernels = [lambda: torch.mm(a, b.t())]
-        if device.type == "cpu" and ONEDNN_LINEAR:
+        # oneDNN's bfloat16 product only where PyTorch finds it usable (AVX-512 or AMX): elsewhere it fails.
+        if device.type == "cpu" and (ONEDNN_BF16_LINEAR if dtype == torch.bfloat16 else ONEDNN_LINEAR):
             kernels.append(lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], ""))
     best = math.inf
     for kernel in kernels:
