@@ -76,12 +76,10 @@ def generate_semantic(
     later stage needs a generator of its own."""
     batch = len(text_ids)
     device = model.position_embeds_layer.weight.device
-    vocab, eos = config.semantic_vocab_size, config.semantic_eos_token
     prefix = semantic_prefix(model, text_ids, voice, config)
     # The last fed position is block_size - 1 (bark-spec §12.24).
     max_new_tokens = min(max_new_tokens, model.config.block_size - prefix.shape[1] + 1)
-    # Allowed: the semantic ids and EOS, which sits at index `vocab` of the pick's view.
-    pick = Pick(sampling, vocab, eos if allow_early_stop else None, min_eos_p if allow_early_stop else None)
+    pick = semantic_pick(config, sampling, min_eos_p, allow_early_stop)
     noise = Noise(generator, batch, pick.width(None, model.config.output_vocab_size), device, needed=pick.needs_noise)
     plan = semantic_plan(prefix.shape[1], max_new_tokens, model.config.block_size, pick)
     with kv_cache(model, batch, graphed, plan) as decode:
@@ -102,6 +100,14 @@ def generate_semantic(
             token, fed, stop = decode.pick(fed[:, None], prefix.shape[1] + step, None, pick,
                                            noise.next())
     return [tokens[row, : int(lengths[row])].cpu().numpy() for row in range(batch)]
+
+
+def semantic_pick(config: GenerationConfig, sampling: Sampling, min_eos_p: float | None,
+                  allow_early_stop: bool = True) -> Pick:
+    """The semantic stage's pick: the semantic ids and EOS, which sits at index
+    `semantic_vocab_size` of the pick's view (left out where early stop is off)."""
+    eos = config.semantic_eos_token if allow_early_stop else None
+    return Pick(sampling, config.semantic_vocab_size, eos, min_eos_p if allow_early_stop else None)
 
 
 def semantic_plan(prefix_length: int, max_new_tokens: int, block_size: int, pick: Pick) -> list[StepKey]:
@@ -194,6 +200,14 @@ def coarse_plan(windows: Sequence[CoarseWindow], config: GenerationConfig, block
             position = w.position + k - (1 if w.prefill else 0)
             keys.append(step_key(position, block_size, coarse_rows(w.done + k, config), pick))
     return list(dict.fromkeys(keys))
+
+
+def coarse_plan_all(config: GenerationConfig, block_size: int, pick: Pick) -> list[StepKey]:
+    """Every decode step any coarse run can take: both codebooks' rows in every bucket from the
+    shortest prompt's (the semantic window and the infer token) to the block's end."""
+    first = config.max_coarse_input_length + 1
+    return list(dict.fromkeys(step_key(p, block_size, coarse_rows(book, config), pick)
+                              for p in range(first, block_size) for book in range(config.n_coarse_codebooks)))
 
 
 def generate_coarse(

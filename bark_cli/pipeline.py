@@ -274,6 +274,40 @@ class Bark:
             for i in range(len(texts))
         ]
 
+    def reserve_graphs(self, batch_size: int) -> None:
+        """Size the graphed steps' KV caches for batches of up to `batch_size` items at once, so
+        that the batch sizes of a run of batches (longform's 1, then B, then the rest) keep their
+        graphs side by side instead of a larger batch replacing them. Nothing without graphs."""
+        if self.graphs is not None:
+            for name in ("semantic", "coarse"):
+                self.graphs.reserve(getattr(self.weights, name), batch_size)
+
+    @torch.inference_mode()
+    def prepare_graphs(self, batch_sizes: Sequence[int] = (1,), sampling: SamplingOptions | None = None,
+                       allow_early_stop: bool = True, **sampling_fields) -> int:
+        """Capture now every decode step graph that runs of these batch sizes and sampling options
+        can reach (every bucket and codebook), so that no run waits for a capture: for a
+        long-lived process, such as a server, after load. Returns how many steps are ready; 0
+        without CUDA graphs (or under offload, where graphs are not kept)."""
+        if self.graphs is None or not batch_sizes:
+            return 0
+        options = SamplingOptions.build(sampling, **sampling_fields)
+        cfg, stages = self.config, options.stages(self.config)
+        semantic = self.weights.semantic
+        prefix = cfg.max_input_semantic_length + 1
+        max_new = min(options.max_tokens_for(cfg), semantic.config.block_size - prefix + 1)
+        pick = generation.semantic_pick(cfg, stages["semantic"], options.min_eos_p_for(cfg), allow_early_stop)
+        plans = {"semantic": generation.semantic_plan(prefix, max_new, semantic.config.block_size, pick),
+                 "coarse": generation.coarse_plan_all(cfg, self.weights.coarse.config.block_size,
+                                                      generation.Pick(stages["coarse"]))}
+        self.reserve_graphs(max(batch_sizes))
+        for name, plan in plans.items():
+            with self.stage(name) as model:
+                for batch_size in sorted(set(batch_sizes)):
+                    with decoding.kv_cache(model, batch_size, self.graphs, plan):
+                        pass
+        return sum(len(plan) for plan in plans.values()) * len(set(batch_sizes))
+
     @torch.inference_mode()
     def decode(self, fine_tokens: np.ndarray) -> np.ndarray:
         """Audio (float32, 24 kHz) for (8, T) EnCodec codes."""
