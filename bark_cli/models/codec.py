@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from ..config import CodecConfig
 from ..errors import CheckpointError, InputError
-from .kernels import without_onednn
 
 # ---------------------------------------------------------------------------------------------
 # Padding arithmetic. Called only from PaddedConv1d / TrimmedConvTranspose1d.forward.
@@ -180,9 +179,7 @@ class ResidualLSTM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(2, 0, 1)  # (B, C, T) -> (T, B, C), nn.LSTM's default layout
-        # On the CPU, PyTorch's own LSTM kernel: oneDNN's took 5-10x longer for one item's
-        # frames on the CPU measured (bench/codec.py), and set the codec's pace.
-        x = (without_onednn(self.lstm, x) if x.is_cpu else self.lstm(x))[0] + x
+        x = self.lstm(x)[0] + x
         return x.permute(1, 2, 0)  # (T, B, C) -> (B, C, T)
 
 
