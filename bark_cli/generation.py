@@ -11,6 +11,7 @@ generator of its own (a list of generators, one per row).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -18,72 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from .config import GenerationConfig, Progress, Sampling
-from .decoding import GraphCache, kv_cache
+from .decoding import GraphCache, StepKey, kv_cache, step_key
 from .models.fine import FineGPT
 from .models.gpt import GPT
 from .voice import VoicePrompt
+from .sampling import Generators, Noise, Pick, _filter, distribution, draw, draw_with, sample, uniform  # noqa: F401
 
 # The semantic loop asks the device whether every item has stopped once per this many steps,
 # not every step: the question waits for all queued work, which idles a GPU between steps.
 # Items that stopped keep stepping meanwhile, as in a batch, so the tokens are the same.
 EOS_CHECK_EVERY = 16
-
-
-def _filter(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Mask all but the top-k logits, then all outside the top-p nucleus (the top one always stays)."""
-    if top_k is not None and 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, -math.inf)
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        remove = cumulative > top_p
-        remove[..., 1:] = remove[..., :-1].clone()  # keep the entry that crosses top_p
-        remove[..., 0] = False
-        logits = logits.masked_fill(remove.scatter(-1, order, remove), -math.inf)
-    return logits
-
-
-def distribution(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
-    """The probabilities a stage draws from. Under greedy decoding: the softmax of the raw logits
-    (transformers computes Bark's EOS probability that way)."""
-    logits = logits.float()
-    if sampling.greedy:
-        return logits.softmax(-1)
-    return _filter(logits / sampling.temperature, sampling.top_k, sampling.top_p).softmax(-1)
-
-
-Generators = torch.Generator | Sequence[torch.Generator] | None
-"""Where a stage's noise comes from: one generator for the whole batch, or one per row (each
-row then draws exactly what it would draw alone, so a batch repeats each item's solo run)."""
-
-
-def uniform(shape: torch.Size, generator: Generators, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """U[0, 1) noise of `shape`; with one generator per row, row r comes from generator[r]."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return torch.rand(shape, generator=generator, device=device, dtype=dtype)
-    if len(generator) != shape[0]:
-        raise ValueError(f"{len(generator)} generators for {shape[0]} rows")
-    out = torch.empty(shape, device=device, dtype=dtype)
-    for row, row_generator in zip(out, generator):
-        row.uniform_(generator=row_generator)  # what torch.rand(row.shape, generator=...) draws
-    return out
-
-
-def draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
-    """One draw per row: argmax of probs / Exp(1) noise picks index i with probability probs[i],
-    without the host sync of torch.multinomial."""
-    # Exp(1) as -log(U): several times faster on a CPU than exponential_. U = 0 (one value in
-    # 2**24) is clamped, which gives that entry a large noise instead of an infinite one.
-    noise = uniform(probs.shape, generator, probs.device, probs.dtype)
-    noise = noise.clamp_(min=torch.finfo(probs.dtype).tiny).log_().neg_()
-    return (probs / noise).argmax(-1)
-
-
-def sample(logits: torch.Tensor, sampling: Sampling, generator: Generators) -> torch.Tensor:
-    if sampling.greedy:
-        return logits.argmax(-1)
-    return draw(distribution(logits, sampling), generator)
 
 
 # --- stage 1: text -> semantic -------------------------------------------------------------
@@ -131,32 +76,19 @@ def generate_semantic(
     later stage needs a generator of its own."""
     batch = len(text_ids)
     device = model.position_embeds_layer.weight.device
-    vocab, eos = config.semantic_vocab_size, config.semantic_eos_token
     prefix = semantic_prefix(model, text_ids, voice, config)
     # The last fed position is block_size - 1 (bark-spec §12.24).
     max_new_tokens = min(max_new_tokens, model.config.block_size - prefix.shape[1] + 1)
-    check_eos_p = bool(min_eos_p) and allow_early_stop
-    with kv_cache(model, batch, graphed) as decode:
+    pick = semantic_pick(config, sampling, min_eos_p, allow_early_stop)
+    noise = Noise(generator, batch, pick.width(None, model.config.output_vocab_size), device, needed=pick.needs_noise)
+    plan = semantic_plan(prefix.shape[1], max_new_tokens, model.config.block_size, pick)
+    with kv_cache(model, batch, graphed, plan) as decode:
         logits = model(embeds=prefix, start=0)[:, -1]
+        token, fed, stop = pick(logits, noise.next())
         tokens = torch.zeros(batch, max(max_new_tokens, 0), dtype=torch.long, device=device)
         lengths = torch.full((batch,), max(max_new_tokens, 0), dtype=torch.long, device=device)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         for step in range(max_new_tokens):
-            # Allowed: the semantic ids and EOS, which sits at index `vocab` of this view.
-            allowed = torch.cat([logits[:, :vocab], logits[:, eos : eos + 1]], dim=-1)
-            if not allow_early_stop:
-                allowed = allowed[:, :vocab]
-            probs = None
-            if sampling.greedy:
-                token = allowed.argmax(-1)
-                if check_eos_p:
-                    probs = distribution(allowed, sampling)
-            else:
-                probs = distribution(allowed, sampling)
-                token = draw(probs, generator)
-            stop = token == vocab
-            if check_eos_p:
-                stop |= probs[:, vocab] > min_eos_p
             lengths = torch.where(stop & ~done, step, lengths)
             done |= stop
             tokens[:, step] = token
@@ -165,9 +97,24 @@ def generate_semantic(
             # The one host sync, every eos_check_every steps: whether every item has stopped.
             if step + 1 == max_new_tokens or ((step + 1) % eos_check_every == 0 and bool(done.all())):
                 break
-            fed = torch.where(token == vocab, eos, token)
-            logits = decode(fed[:, None], prefix.shape[1] + step)
+            token, fed, stop = decode.pick(fed[:, None], prefix.shape[1] + step, None, pick,
+                                           noise.next())
     return [tokens[row, : int(lengths[row])].cpu().numpy() for row in range(batch)]
+
+
+def semantic_pick(config: GenerationConfig, sampling: Sampling, min_eos_p: float | None,
+                  allow_early_stop: bool = True) -> Pick:
+    """The semantic stage's pick: the semantic ids and EOS, which sits at index
+    `semantic_vocab_size` of the pick's view (left out where early stop is off)."""
+    eos = config.semantic_eos_token if allow_early_stop else None
+    return Pick(sampling, config.semantic_vocab_size, eos, min_eos_p if allow_early_stop else None)
+
+
+def semantic_plan(prefix_length: int, max_new_tokens: int, block_size: int, pick: Pick) -> list[StepKey]:
+    """The decode steps a semantic run takes: one per position from the prefix's end until the
+    token before the last (the last token is never fed back)."""
+    positions = range(prefix_length, prefix_length + max_new_tokens - 1)
+    return list(dict.fromkeys(step_key(p, block_size, None, pick) for p in positions))
 
 
 # --- stage 2: semantic -> coarse -----------------------------------------------------------
@@ -204,6 +151,73 @@ def padded_rows(rows: Sequence[np.ndarray], pad: int) -> torch.Tensor:
     return out
 
 
+def coarse_rows(step: int, config: GenerationConfig) -> slice:
+    """Output ids of the codebook coarse step `step` emits. Steps alternate codebooks; each may
+    only emit its own 1024 ids (as original Bark), so only that slice of the LM head is computed."""
+    low = config.semantic_vocab_size + (step % config.n_coarse_codebooks) * config.codebook_size
+    return slice(low, low + config.codebook_size)
+
+
+@dataclass(frozen=True)
+class CoarseWindow:
+    """One window of the coarse loop (bark-spec §4.1): `steps` tokens from token `done` on.
+    A prefill window runs its prompt (semantic context from `semantic_start`, coarse history
+    from `history_start`) and then decode steps at positions `position`.. ; a cached one
+    extends the cache: its first token is a decode step at `position`."""
+
+    done: int
+    steps: int
+    semantic_start: int
+    history_start: int
+    prefill: bool
+    position: int  # the first decode step's position
+
+
+def coarse_windows(n_semantic_history: int, n_history: int, total: int, config: GenerationConfig,
+                   block_size: int) -> list[CoarseWindow]:
+    """The coarse loop's windows for `total` tokens, in order: where each starts reading, and
+    whether it prefills or extends the cache (it extends while its starts stay those cached)."""
+    windows, done, cached_starts, position = [], 0, None, 0
+    while done < total:
+        # Semantic context: from up to 209 tokens before the current point, 256 long.
+        index = n_semantic_history + int(round(done / config.semantic_to_coarse_ratio))
+        semantic_start = max(0, index - config.max_semantic_history)
+        history_start = max(0, n_history + done - config.max_coarse_history)
+        prefill = cached_starts != (semantic_start, history_start)
+        steps = min(config.sliding_window_len, total - done)
+        if prefill:
+            # the prompt: the semantic window, the infer token, the coarse history read
+            first = after_first = config.max_coarse_input_length + 1 + n_history + done - history_start
+            cached_starts = (semantic_start, history_start)
+        else:
+            first, after_first = position, position + 1
+        if after_first + steps > block_size:
+            cached_starts = None  # no room to keep extending: the next window prefills
+        windows.append(CoarseWindow(done, steps, semantic_start, history_start, prefill, first))
+        position = after_first + steps - 1  # the next position to write
+        done += steps
+    return windows
+
+
+def coarse_plan(windows: Sequence[CoarseWindow], config: GenerationConfig, block_size: int,
+                pick: Pick) -> list[StepKey]:
+    """The decode steps the windows take: (bucket, codebook rows) of each."""
+    keys = []
+    for w in windows:
+        for k in range(0 if not w.prefill else 1, w.steps):
+            position = w.position + k - (1 if w.prefill else 0)
+            keys.append(step_key(position, block_size, coarse_rows(w.done + k, config), pick))
+    return list(dict.fromkeys(keys))
+
+
+def coarse_plan_all(config: GenerationConfig, block_size: int, pick: Pick) -> list[StepKey]:
+    """Every decode step any coarse run can take: both codebooks' rows in every bucket from the
+    shortest prompt's (the semantic window and the infer token) to the block's end."""
+    first = config.max_coarse_input_length + 1
+    return list(dict.fromkeys(step_key(p, block_size, coarse_rows(book, config), pick)
+                              for p in range(first, block_size) for book in range(config.n_coarse_codebooks)))
+
+
 def generate_coarse(
     model: GPT,
     semantic: Sequence[np.ndarray],
@@ -218,7 +232,6 @@ def generate_coarse(
     semantic context and the last 630 coarse tokens (bark-spec §4.1)."""
     device = model.position_embeds_layer.weight.device
     n_books, book_size = config.n_coarse_codebooks, config.codebook_size
-    ratio = config.semantic_to_coarse_ratio
     semantic_history, history = coarse_history(voice, config)
     steps = [coarse_steps(len(s), config) for s in semantic]
     total = max(steps, default=0)
@@ -234,48 +247,34 @@ def generate_coarse(
     infer = torch.full((batch, 1), config.coarse_infer_token, dtype=torch.long, device=device)
     window_len = config.max_coarse_input_length
 
-    def block(step: int) -> slice:
-        """Output ids of the codebook that coarse step `step` emits."""
-        low = config.semantic_vocab_size + (step % n_books) * book_size
-        return slice(low, low + book_size)
-
-    with kv_cache(model, batch, graphed) as decode:
-        done, cached_starts, position = 0, None, 0
-        while done < total:
-            # Semantic context: from up to 209 tokens before the current point, 256 long.
-            index = len(semantic_history) + int(round(done / ratio))
-            semantic_start = max(0, index - config.max_semantic_history)
-            history_start = max(0, n_history + done - config.max_coarse_history)
-            # Steps alternate codebooks; each may only emit its own 1024 ids (as original Bark),
-            # so only that slice of the LM head is computed.
-            rows = block(done)
-            if cached_starts == (semantic_start, history_start):
+    pick = Pick(sampling)
+    noise = Noise(generator, batch, book_size, device, needed=pick.needs_noise)
+    windows = coarse_windows(len(semantic_history), n_history, total, config, model.config.block_size)
+    plan = coarse_plan(windows, config, model.config.block_size, pick)
+    with kv_cache(model, batch, graphed, plan) as decode:
+        for window in windows:
+            rows = coarse_rows(window.done, config)
+            if window.prefill:
+                semantic_window = semantic_all[:, window.semantic_start : window.semantic_start + window_len]
+                semantic_window = F.pad(semantic_window, (0, window_len - semantic_window.shape[1]),
+                                        value=config.coarse_semantic_pad_token)
+                recent = coarse[:, window.history_start : n_history + window.done]
+                prompt = torch.cat([semantic_window.to(device), infer, recent], dim=1)
+                logits = model(ids=prompt, start=0, rows=rows)[:, -1]
+                token = pick(logits, noise.next(), rows.start)[0]
+            else:
                 # Same semantic window and history start: this window's prompt is the cached
                 # sequence plus the last sampled token, so one step replaces a full prefill.
-                last = coarse[:, n_history + done - 1 : n_history + done]
-                logits = decode(last, position, rows)
-                position += 1
-            else:
-                window = semantic_all[:, semantic_start : semantic_start + window_len]
-                window = F.pad(window, (0, window_len - window.shape[1]), value=config.coarse_semantic_pad_token)
-                recent = coarse[:, history_start : n_history + done]
-                prompt = torch.cat([window.to(device), infer, recent], dim=1)
-                logits = model(ids=prompt, start=0, rows=rows)[:, -1]
-                position = prompt.shape[1]
-                cached_starts = (semantic_start, history_start)
-            steps_here = min(config.sliding_window_len, total - done)
-            if position + steps_here > model.config.block_size:
-                cached_starts = None  # no room to keep extending: the next window prefills
-            for step in range(steps_here):
-                token = sample(logits, sampling, generator) + rows.start
-                coarse[:, n_history + done] = token
-                done += 1
-                if step + 1 < steps_here:
-                    rows = block(done)
-                    logits = decode(token[:, None], position, rows)
-                    position += 1
+                last = coarse[:, n_history + window.done - 1 : n_history + window.done]
+                token = decode.pick(last, window.position, rows, pick, noise.next())[0]
+            for step in range(window.steps):
+                coarse[:, n_history + window.done + step] = token
+                if step + 1 < window.steps:
+                    rows = coarse_rows(window.done + step + 1, config)
+                    token = decode.pick(token[:, None], window.position + step + (not window.prefill), rows, pick,
+                                        noise.next())[0]
             if progress:
-                progress("coarse", done, total)
+                progress("coarse", window.done + window.steps, total)
 
     offsets = torch.arange(n_books, device=device)[:, None] * book_size + config.semantic_vocab_size
     result = []

@@ -114,6 +114,7 @@ def stream(
 def _parts(bark: Bark, segments: list[str], given: VoicePrompt | None, voice_mode: str, batch_size: int, seed: int,
            sampling: SamplingOptions, progress: Progress | None) -> Iterator[Part]:
     done = 0
+    bark.reserve_graphs(min(batch_size, max(1, len(segments) - 1)))  # batches of 1, then up to batch_size
 
     def run(first: int, count: int, voice_prompt: VoicePrompt | None) -> list[Part]:
         # Segment j has the seed `seed + j` and its own noise, so it is what `generate(segment,

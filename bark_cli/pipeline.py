@@ -27,6 +27,7 @@ from . import decoding, generation, hub, presets
 from .config import DeviceOptions, GenerationConfig, Progress, SamplingOptions
 from .errors import InputError
 from .models import kernels
+from .models.codec import codec_dtype
 from .models.quantize import quantize_int8
 from .runtime import Runtime
 from .text import load_tokenizer
@@ -110,6 +111,10 @@ class Bark:
         if not runtime.offload:
             for name in STAGE_MODELS.values():
                 getattr(weights, name).to(runtime.device)
+        if runtime.device.type == "cuda" and not runtime.offload:
+            # The codec in the models' 16-bit dtype where it stays within 1e-3 of float32
+            # (offload keeps its float32 home copies, so it stays float32 there).
+            weights.codec.to(codec_dtype(weights.codec, runtime.dtype, runtime.device))
         if runtime.device.type == "cpu":
             kernels.calibrated()  # which CPU kernel runs each product: measured once per CPU kind
         # Under offload each sub-model's CPU copies are made (and pinned, on CUDA) once, here.
@@ -257,11 +262,9 @@ class Bark:
             fine = generation.generate_fine(model, coarse, voice_prompt, cfg, stages["fine"],
                                             generator=generators["fine"], progress=progress)
         with self.stage("decode", seconds):
-            audio = []
-            for codes in fine:
-                audio.append(self.decode(codes))
-                if progress:
-                    progress("decode", len(audio), len(fine))
+            audio = self.decode_batch(fine)
+            if progress:
+                progress("decode", len(fine), len(fine))
 
         return [
             # Items of one batch share one timing dict: the batch's time, not each item's.
@@ -271,12 +274,60 @@ class Bark:
             for i in range(len(texts))
         ]
 
+    def reserve_graphs(self, batch_size: int) -> None:
+        """Size the graphed steps' KV caches for batches of up to `batch_size` items at once, so
+        that the batch sizes of a run of batches (longform's 1, then B, then the rest) keep their
+        graphs side by side instead of a larger batch replacing them. Nothing without graphs."""
+        if self.graphs is not None:
+            for name in ("semantic", "coarse"):
+                self.graphs.reserve(getattr(self.weights, name), batch_size)
+
+    @torch.inference_mode()
+    def prepare_graphs(self, batch_sizes: Sequence[int] = (1,), sampling: SamplingOptions | None = None,
+                       allow_early_stop: bool = True) -> int:
+        """Capture now every decode step graph that runs of these batch sizes and sampling options
+        can reach (every bucket and codebook), so that no run waits for a capture: for a
+        long-lived process, such as a server, after load. Returns how many steps are ready; 0
+        without CUDA graphs (or under offload, where graphs are not kept)."""
+        if self.graphs is None or not batch_sizes:
+            return 0
+        options = sampling or SamplingOptions()
+        cfg, stages = self.config, options.stages(self.config)
+        semantic = self.weights.semantic
+        prefix = cfg.max_input_semantic_length + 1
+        max_new = min(options.max_tokens_for(cfg), semantic.config.block_size - prefix + 1)
+        pick = generation.semantic_pick(cfg, stages["semantic"], options.min_eos_p_for(cfg), allow_early_stop)
+        plans = {"semantic": generation.semantic_plan(prefix, max_new, semantic.config.block_size, pick),
+                 "coarse": generation.coarse_plan_all(cfg, self.weights.coarse.config.block_size,
+                                                      generation.Pick(stages["coarse"]))}
+        self.reserve_graphs(max(batch_sizes))
+        for name, plan in plans.items():
+            with self.stage(name) as model:
+                for batch_size in sorted(set(batch_sizes)):
+                    with decoding.kv_cache(model, batch_size, self.graphs, plan):
+                        pass
+        return sum(len(plan) for plan in plans.values()) * len(set(batch_sizes))
+
     @torch.inference_mode()
     def decode(self, fine_tokens: np.ndarray) -> np.ndarray:
         """Audio (float32, 24 kHz) for (8, T) EnCodec codes."""
+        return self.decode_batch([fine_tokens])[0]
+
+    @torch.inference_mode()
+    def decode_batch(self, fine_tokens: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Audio (float32, 24 kHz) for several (8, T) code arrays (EncodecDecoder.decode_items),
+        brought to the host in one copy."""
         codec = self.weights.codec
         device = next(codec.parameters()).device
-        if fine_tokens.shape[-1] == 0:
-            return np.zeros(0, dtype=np.float32)
-        codes = torch.from_numpy(np.asarray(fine_tokens, dtype=np.int64))[None].to(device)
-        return codec.decode(codes)[0].float().cpu().numpy()
+        items = [torch.from_numpy(np.asarray(codes, dtype=np.int64)) for codes in fine_tokens]
+        present = [i for i, codes in enumerate(items) if codes.shape[-1] > 0]
+        audio = [np.zeros(0, dtype=np.float32) for _ in items]
+        if present:
+            # One padded batch on a GPU (launches, not bytes, set its pace); item by item on the
+            # CPU, where the padded batch measured slower (bench/codec.py).
+            waves = codec.decode_items([items[i].to(device) for i in present], padded=device.type != "cpu")
+            lengths = [w.shape[-1] for w in waves]
+            joined = torch.cat([w.float() for w in waves], dim=-1).cpu().numpy()  # the one wait
+            for i, piece in zip(present, np.split(joined, np.cumsum(lengths)[:-1], axis=-1)):
+                audio[i] = piece
+        return audio

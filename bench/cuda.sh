@@ -11,10 +11,17 @@
 # the number of failed steps. A test step whose tests all skipped counts as failed: on a GPU
 # machine that means the GPU went unseen. Each figure's JSON report lands beside the log.
 #
-# Figures (bark, the large size, random weights, float16): one utterance of 100 semantic tokens
-# eager, with CUDA graphs, with offload, with offload and graphs, eager with cuDNN attention; a batch of 16 at 150 tokens
-# with graphs against transformers generating the same batch in one call, and bark-cli's eager
-# batch of 16 beside them; the peak GPU memory of each.
+# Figures (bark, the large size, random weights, float16, each `bark bench` figure the median of
+# 3 runs): one utterance of 100 semantic tokens eager, with CUDA graphs, with offload, with
+# offload and graphs, eager with cuDNN attention; the graphed utterance in bfloat16 and at
+# bark-small size; a batch of 16 at 150 tokens with graphs against transformers generating the
+# same batch in one call, and bark-cli's eager batch of 16 beside them; the peak GPU memory of
+# each; each decode step against its memory floor. bench/cuda_steps.py: kernels per graphed step
+# (a profiler trace of one replay), ms per step with its sampling, cold start (load and every
+# capture), and a voice-prompt run (coarse positions up to about 950). bench/stream.py: time to
+# first audio of a 10-segment text. Last, bench/cuda_report.py compares the figures with
+# bench/cuda-baseline.json (the last recorded H200 figures) and fails where one regressed by
+# more than 25%; the run's figures land in $out/figures.json, to commit as the next baseline.
 set -u
 cd "$(dirname "$0")/.."
 out=${OUT:-bench-cuda}
@@ -88,9 +95,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv
 # The CUDA tests (all skipped = the GPU went unseen = failed), then the CPU-side device and
 # graph tests beside them.
 tests cuda tests/test_cuda.py
-tests devices tests/test_devices.py tests/test_graphs.py
+tests devices tests/test_devices.py tests/test_graphs.py tests/test_decode_step.py tests/test_codec_batch.py
 # bark (large), float16, one utterance of 100 semantic tokens (2 s of audio).
-bench="$py -m bark_cli bench --config bark --device cuda --dtype float16 --quiet"
+bench="$py -m bark_cli bench --config bark --device cuda --dtype float16 --quiet --repeats 3"
 report bark-fp16 $bench --tokens 100 --no-cuda-graphs
 report bark-fp16-graphs $bench --tokens 100 --cuda-graphs
 report bark-fp16-offload $bench --tokens 100 --offload --no-cuda-graphs
@@ -103,5 +110,16 @@ report bark-fp16-sdpa $bench --tokens 100 --attention sdpa --no-cuda-graphs
 report bark-fp16-batch16-eager $bench --tokens 150 --batch-size 16 --decode-steps 0 --no-cuda-graphs
 report bark-fp16-batch16 "$py" bench/compare.py --config bark --device cuda --dtype float16 --tokens 150 \
     --batch-size 16 --cuda-graphs --transformers-batched --decode-steps 0 --quiet
+# The graphed utterance in bfloat16 and at bark-small size.
+report bark-bf16-graphs "$py" -m bark_cli bench --config bark --device cuda --dtype bfloat16 --quiet --repeats 3 \
+    --tokens 100 --cuda-graphs
+report bark-small-fp16-graphs "$py" -m bark_cli bench --config bark-small --device cuda --dtype float16 --quiet \
+    --repeats 3 --tokens 100 --cuda-graphs
+# Cold start, kernels per graphed step, ms per step with its sampling, a voice-prompt run; then
+# time to first audio of a 10-segment text with graphs.
+step "$py" bench/cuda_steps.py --figures "$out/steps.figures.json"
+step "$py" bench/stream.py --size bark --device cuda --tokens 100 --batch-size 4 --figures "$out/stream.figures.json"
+# Every figure against the baseline: fails where one regressed by more than 25%.
+step "$py" bench/cuda_report.py "$out" --baseline bench/cuda-baseline.json --write "$out/figures.json"
 echo "failed steps: $failed" | tee -a "$out/log.txt"
 exit "$failed"

@@ -3,6 +3,7 @@
 
     python bench/stream.py                        # tiny model, 40 semantic tokens a segment
     python bench/stream.py --size bark-small --tokens 50 --batch-size 4
+    python bench/stream.py --size bark --device cuda --tokens 100   # float16, CUDA graphs
 
 Streamed is what `bark say -o -` does: longform.stream feeding audio.SegmentStream, whose writer
 thread sends each segment's WAV bytes out while the next is made. Unstreamed is speak() and one
@@ -78,7 +79,9 @@ def run(bark: Bark, options, streamed: bool) -> tuple[float, float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="tiny", choices=["tiny", "bark-small"], help="random weights at this size")
+    parser.add_argument("--size", default="tiny", choices=["tiny", "bark-small", "bark"], help="random weights at this size")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (float16 with CUDA graphs there)")
+    parser.add_argument("--figures", help="also write the streamed figures to this file, for bench/cuda_report.py")
     parser.add_argument("--tokens", type=int, default=40, help="semantic tokens a segment (random weights never stop)")
     parser.add_argument("--batch-size", type=int, default=4, help="segments a batch after the first")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each; medians are printed")
@@ -90,8 +93,9 @@ def main() -> None:
 
     if options.threads:
         torch.set_num_threads(options.threads)
-    weights = random_weights(bark_config(options.size), GenerationConfig(), seed=0)
-    bark = Bark.from_weights(weights, Tokenizer(), DeviceOptions("cpu", "float32"), model_id=options.size)
+    dtype = "float32" if options.device == "cpu" else "float16"
+    weights = random_weights(bark_config(options.size), GenerationConfig(), seed=0, dtype=getattr(torch, dtype))
+    bark = Bark.from_weights(weights, Tokenizer(), DeviceOptions(options.device, dtype), model_id=options.size)
     segment = "Here is sentence 0 of ten."
     fast = dict(sampling=SamplingOptions(max_semantic_tokens=options.tokens, min_eos_p=0))
     # Warm-up: every batch shape once, both ways, before anything is timed.
@@ -114,6 +118,7 @@ def main() -> None:
     stream_ttfa, stream_total = (statistics.median(r[i] for r in streamed) for i in (0, 1))
     figures = {
         "cpu": cpu_name(), "threads": torch.get_num_threads(), "size": options.size, "segments": SEGMENTS,
+        "device": options.device if options.device == "cpu" else torch.cuda.get_device_name(options.device),
         "tokens_per_segment": options.tokens, "batch_size": options.batch_size, "runs": options.runs,
         "one_segment_s": round(one, 3),
         "unstreamed": {"ttfa_s": round(plain_ttfa, 3), "total_s": round(plain_total, 3)},
@@ -121,10 +126,14 @@ def main() -> None:
         "ttfa_over_one_segment": round(ttfa_ratio, 3),
         "streamed_total_over_unstreamed": round(total_ratio, 3),
     }
+    if options.figures:
+        with open(options.figures, "w") as out:
+            json.dump({"figures": {"ten segments ttfa streamed s": stream_ttfa,
+                                   "ten segments total streamed s": stream_total}}, out)
     if options.json:
         print(json.dumps(figures))
         return
-    print(f"CPU: {figures['cpu']} ({figures['threads']} threads); random {options.size}, {SEGMENTS} segments "
+    print(f"device: {figures['device']}; CPU: {figures['cpu']} ({figures['threads']} threads); random {options.size}, {SEGMENTS} segments "
           f"of {options.tokens} semantic tokens, batch size {options.batch_size}, median of {options.runs} runs")
     print(f"one segment alone     {one:8.2f} s")
     print(f"unstreamed  TTFA      {plain_ttfa:8.2f} s   total {plain_total:8.2f} s")

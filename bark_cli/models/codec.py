@@ -314,6 +314,82 @@ class EncodecDecoder(nn.Module):
     def forward(self, codes: torch.LongTensor) -> Tensor:
         return self.decode(codes)
 
+    def shortest_padded_frames(self) -> float:
+        """Frames from which an item decodes in a right-padded batch exactly as alone.
+
+        A causal decoder's output at a sample reads no later input, so padding on the right
+        changes nothing before it, but for one case: a reflect pad longer than its input, which
+        reflects over zeros appended to a lone item (pad1d) and over the padding in a batch. Each
+        conv's input has frames x (the upsampling so far) samples; from this many frames on,
+        every one is longer than its pad. A non-causal decoder reads ahead: no length is safe.
+        """
+        if not self.config.use_causal_conv:
+            return math.inf
+        frames, scale = 1, 1
+        for layer in self.decoder.layers:
+            if isinstance(layer, TrimmedConvTranspose1d):
+                scale *= layer.conv.stride[0]
+            for conv in layer.modules():
+                if isinstance(conv, PaddedConv1d) and conv.pad_mode == "reflect":
+                    frames = max(frames, -(-(conv.padding_total + 1) // scale))
+        return frames
+
+    @torch.no_grad()
+    def decode_items(self, items: list[Tensor], padded: bool = True) -> list[Tensor]:
+        """Waveforms of several (n_q, T_i) code arrays, of any lengths: those of at least
+        `shortest_padded_frames` in one right-padded batch, each cut to its own T_i · hop; the
+        shorter ones (and all under a non-causal decoder) one length at a time. `padded` off:
+        each item alone. Stays on the device: the caller moves the results to the host
+        together, in one wait."""
+        hop = math.prod(self.config.upsampling_ratios)
+        shortest = self.shortest_padded_frames() if padded else math.inf
+        groups: dict[tuple, list[int]] = {}  # items decoded together
+        for i, codes in enumerate(items):
+            frames = codes.shape[-1]
+            key = ("alone", i) if not padded else ("padded",) if frames >= shortest else ("frames", frames)
+            groups.setdefault(key, []).append(i)
+        out: list[Tensor | None] = [None] * len(items)
+        for members in groups.values():
+            width = max(items[i].shape[-1] for i in members)
+            first = items[members[0]]
+            codes = first.new_zeros((len(members), first.shape[0], width))
+            for row, i in enumerate(members):
+                codes[row, :, : items[i].shape[-1]] = items[i]
+            audio = self.decode(codes)
+            for row, i in enumerate(members):
+                out[i] = audio[row, ..., : items[i].shape[-1] * hop]
+        return out
+
+
+# Largest error a 16-bit codec may add to float32's waveform (samples in [-1, 1]) and still run.
+HALF_TOLERANCE = 1e-3
+
+
+@torch.no_grad()
+def half_precision_error(codec: EncodecDecoder, dtype: torch.dtype, frames: int = 75) -> float:
+    """Largest |difference| between the codec's waveform in `dtype` and in float32 over one
+    second of fixed pseudo-random codes, on the codec's device. The codec is left in float32."""
+    device = next(codec.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, codec.config.codebook_size, (1, 8, frames), generator=generator).to(device)
+    codec.float()
+    want = codec.decode(codes)
+    try:
+        got = codec.to(dtype).decode(codes).float()
+    finally:
+        codec.float()
+    return (got - want).abs().max().item()
+
+
+def codec_dtype(codec: EncodecDecoder, dtype: torch.dtype, device: torch.device,
+                tolerance: float = HALF_TOLERANCE) -> torch.dtype:
+    """The dtype the codec runs in: the models' 16-bit dtype on a GPU where it stays within
+    `tolerance` of float32 (measured once, `half_precision_error`), float32 elsewhere: on the
+    CPU it stays float32."""
+    if device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return dtype if half_precision_error(codec, dtype) <= tolerance else torch.float32
+
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoint mapping: weight-norm folding, unused keys

@@ -7,6 +7,8 @@ without renaming (bark-spec §6.1, §7.1). Attention runs through PyTorch's
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,28 +25,40 @@ class KVCache(nn.Module):
     loop.
     """
 
-    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype, device):
+    def __init__(self, batch_size: int, num_heads: int, max_len: int, head_dim: int, dtype, device,
+                 kv: torch.Tensor | None = None):
         super().__init__()
         # Left uninitialized: a step never reads past what was written (decoding.GraphStep
-        # zeroes it first, since its masked reads still multiply by the stale values).
-        self.register_buffer("kv", torch.empty((2, batch_size, num_heads, max_len, head_dim), dtype=dtype,
-                                               device=device), persistent=False)
+        # zeroes it first, since its masked reads still multiply by the stale values). `kv`: a
+        # buffer of that shape to use instead (a view of a larger batch's, decoding.GraphCache).
+        if kv is None:
+            kv = torch.empty((2, batch_size, num_heads, max_len, head_dim), dtype=dtype, device=device)
+        self.register_buffer("kv", kv, persistent=False)
         self.register_buffer("positions", torch.arange(max_len, device=device), persistent=False)
 
+    def step_mask(self, start: torch.Tensor, end: int) -> torch.Tensor:
+        """A static step's additive attention mask (1, 1, 1, end): 0 over the positions written
+        so far, -inf beyond, in the cache's dtype. Built once per step for every layer (GPT.hidden),
+        and as a float mask, which SDPA adds as it is, where a boolean one it converts per layer."""
+        mask = torch.full((end,), -math.inf, dtype=self.kv.dtype, device=self.kv.device)
+        return mask.masked_fill_(self.positions[:end] <= start, 0.0)[None, None, None]
+
     def update(self, start: int | torch.Tensor, kv: torch.Tensor, static: bool = False,
-               end: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+               end: int | None = None, mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Write `kv` (2, B, H, T, D) at positions start..start+T-1; return the keys and values
         attention reads, and its mask (None: all of them).
 
         Sliced (`static` off, `start` an int): the keys and values written so far, no mask.
         Static (one position in a 0-dim tensor, see GPT.forward): the buffer up to `end` (the
-        whole of it by default), with the mask (1, 1, 1, end) of the positions written so far,
-        so no shape depends on the position within a bucket of positions.
+        whole of it by default), with the step's mask (`step_mask`, made here if not given), so
+        no shape depends on the position within a bucket of positions.
         """
         if static:
             self.kv.index_copy_(3, start.view(1), kv.to(self.kv.dtype))
             end = self.kv.shape[3] if end is None else end
-            return self.kv[0, :, :, :end], self.kv[1, :, :, :end], (self.positions[:end] <= start)[None, None, None]
+            mask = self.step_mask(start, end) if mask is None else mask
+            return self.kv[0, :, :, :end], self.kv[1, :, :, :end], mask
         self.kv.narrow(3, start, kv.shape[3]).copy_(kv)
         written = self.kv.narrow(3, 0, start + kv.shape[3])
         return written[0], written[1], None
@@ -61,7 +75,7 @@ class SelfAttention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False,
-                end: int | None = None) -> torch.Tensor:
+                end: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, width = x.shape
         # (B, T, 3C) -> (3, B, H, T, D): queries, keys and values as views, no copies
         qkv = self.att_proj(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -69,7 +83,7 @@ class SelfAttention(nn.Module):
         if self.kv_cache is None:
             k, v, mask = kv[0], kv[1], None
         else:
-            k, v, mask = self.kv_cache.update(start, kv, static, end)
+            k, v, mask = self.kv_cache.update(start, kv, static, end, mask)
         if q.dtype != k.dtype:  # a float32 cache under bfloat16 activations (GPT.cache_dtype)
             q = q.to(k.dtype)
         # A prefill (from position 0, GPT.hidden checks) needs the causal mask; a one-token step
@@ -104,8 +118,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, start: int | torch.Tensor = 0, static: bool = False,
-                end: int | None = None) -> torch.Tensor:
-        x = x + self.attn(self.layernorm_1(x), start, static, end)
+                end: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.layernorm_1(x), start, static, end, mask)
         return x + self.mlp(self.layernorm_2(x))
 
 
@@ -197,7 +211,11 @@ class GPT(nn.Module):
             if length != 1:
                 raise ValueError("a static step takes one token")
             x = x + self.position_embeds_layer(start.view(1))
+            cache = self.layers[0].attn.kv_cache
+            # one mask for every layer (they share positions); none without a cache
+            mask = None if cache is None else cache.step_mask(start, cache.kv.shape[3] if end is None else end)
         else:
+            mask = None
             if start + length > self.config.block_size:
                 raise ValueError(f"positions up to {start + length} exceed block size {self.config.block_size}")
             if length > 1 and start != 0:  # attention's causal mask assumes a prefill from position 0
@@ -205,7 +223,7 @@ class GPT(nn.Module):
             # rows start..start+length-1 of the position table (a slice: no index tensor per step)
             x = x + self.position_embeds_layer.weight[start : start + length]
         for block in self.layers:
-            x = block(x, start, static, end)
+            x = block(x, start, static, end, mask)
         if not all_logits and length > 1:
             x = x[:, -1:]
         return self.layernorm_final(x)
