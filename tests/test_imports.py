@@ -198,7 +198,7 @@ def test_generation_knows_voices_but_not_where_they_come_from():
     """The token loops take a VoicePrompt; nothing under them reaches the Hub, the weight files
     or the presets."""
     below = {b if not b.startswith("bark_cli.models") else "bark_cli.models" for b in ours("bark_cli.generation")}
-    assert below == {"bark_cli.config", "bark_cli.decoding", "bark_cli.models", "bark_cli.voice"}
+    assert below == {"bark_cli.config", "bark_cli.decoding", "bark_cli.models", "bark_cli.sampling", "bark_cli.voice"}
 
 
 def test_voice_hub_and_weights_sit_low():
