@@ -11,7 +11,7 @@ row, each codebook quantizing what the ones before it left over. Keys are transf
     encoder.layers.{i}.lstm.*
     quantizer.layers.{n}.codebook.embed
 
-Weight norm is folded at load exactly as for the decoder. At 6 kbps (Bark's setting) the
+Weight norm is folded at load, bit for bit as PyTorch computes it (`fold_weight_norm_exactly`). At 6 kbps (Bark's setting) the
 quantizer uses 8 codebooks: `fine_prompt` is all 8, `coarse_prompt` the first 2.
 """
 
@@ -24,8 +24,7 @@ from torch import Tensor, nn
 
 from ..config import CodecConfig
 from ..errors import CheckpointError
-from .codec import (WEIGHT_NORM_SUFFIXES, PaddedConv1d, ResidualLSTM, ResnetBlock, _check_supported,
-                    fold_weight_norm)
+from .codec import WEIGHT_NORM_SUFFIXES, PaddedConv1d, ResidualLSTM, ResnetBlock, _check_supported
 
 # Bark's codes: EnCodec 24 kHz at 6 kbps (bark-spec §8.2).
 BANDWIDTH_KBPS = 6.0
@@ -128,6 +127,14 @@ def is_encoder_key(key: str) -> bool:
     return key.startswith("encoder.") or (key.startswith("quantizer.") and key.endswith(".codebook.embed"))
 
 
+def fold_weight_norm_exactly(g: Tensor, v: Tensor) -> Tensor:
+    """w = g · v / ‖v‖ (norm over all dims but 0), computed by the very kernel PyTorch's weight norm
+    runs in EnCodec and in transformers, so that the folded weight is bit for bit theirs. A code is
+    an argmax over distances: a last-bit difference in the latent can flip a near tie, and the
+    codes are to equal the reference's exactly, not nearly."""
+    return torch._weight_norm(v.float(), g.float(), 0)
+
+
 def encoder_state_dict(codec_sd: dict[str, Tensor]) -> dict[str, Tensor]:
     """Map a codec checkpoint to `EncodecEncoder`'s state dict: the encoder's and the codebooks'
     tensors, every weight-norm pair folded into `X.weight` (both key layouts, as for the decoder)."""
@@ -144,7 +151,7 @@ def encoder_state_dict(codec_sd: dict[str, Tensor]) -> dict[str, Tensor]:
                     raise CheckpointError(f"codec weight-norm key {key!r} has no partner {partner!r}",
                                           "the checkpoint file is incomplete or corrupt; download it again")
                 if is_g:
-                    out[prefix + ".weight"] = fold_weight_norm(value, codec_sd[partner])
+                    out[prefix + ".weight"] = fold_weight_norm_exactly(value, codec_sd[partner])
                 break
         else:
             out[key] = value
