@@ -71,7 +71,10 @@ def write_quantizer(path: Path, input_size: int = 32, hidden_size: int = 24, out
     """A quantizer file as the published ones are written; returns the module it holds."""
     torch.manual_seed(seed)
     model = Reference(input_size, hidden_size, output_size, version).eval()
-    with torch.no_grad():  # unit-variance linear outputs, so that the argmax differs from frame to frame
+    with torch.no_grad():  # livelier LSTM gates and unit-variance linear outputs, so that the argmax differs from frame to frame
+        for name, weight in model.lstm.named_parameters():
+            if name.startswith("weight"):
+                weight.mul_(4.0)
         for layer in (model.fc, getattr(model, "intermediate", None)):
             if layer is not None:
                 layer.weight.normal_(0.0, 2.0 / layer.weight.shape[1] ** 0.5)
