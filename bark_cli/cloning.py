@@ -136,8 +136,8 @@ class Cloner:
         semantic = self.quantizer(features)  # (frames,)
         codes = self.codec.encode(speech24[None])[0]  # (8, ceil(T / 320)): 75 per second
         fine = codes[: self.generation.n_fine_codebooks]
-        arrays = {"semantic_prompt": semantic.numpy(), "coarse_prompt": fine[: self.generation.n_coarse_codebooks].numpy(),
-                  "fine_prompt": fine.numpy()}
+        arrays = {"semantic_prompt": semantic.numpy(),
+                  "coarse_prompt": fine[: self.generation.n_coarse_codebooks].numpy(), "fine_prompt": fine.numpy()}
         return validate_voice(arrays, source="the cloned voice", config=self.generation)
 
 
@@ -160,7 +160,8 @@ def load_cloner(model: str | os.PathLike = DEFAULT_MODEL, revision: str | None =
     hubert_model = load_hubert_model(hubert, progress)
     if semantic.config.input_size != hubert_model.config.hidden_size:
         raise CheckpointError(f"quantizer {quantizer_path.name} reads {semantic.config.input_size}-wide features, "
-                              f"HuBERT gives {hubert_model.config.hidden_size}", "pair a quantizer with the HuBERT it was trained on")
+                              f"HuBERT gives {hubert_model.config.hidden_size}",
+                              "pair a quantizer with the HuBERT it was trained on")
     folder = resolve_model(model, revision, progress)
     codec_config, codec_state, generation = read_codec(folder)
     if semantic.config.output_size > generation.semantic_vocab_size:
@@ -255,7 +256,8 @@ def voice_target(name: str, overwrite: bool = False) -> Path:
     """Where a cloned voice `name` goes in the user's voices folder; checked before any work."""
     target = user_voices_dir() / f"{check_user_name(name)}.npz"
     if target.exists() and not overwrite:
-        raise InputError(f"you already have a voice named {name}", "pass --overwrite to replace it, or pick another --name")
+        raise InputError(f"you already have a voice named {name}",
+                         "pass --overwrite to replace it, or pick another --name")
     return target
 
 

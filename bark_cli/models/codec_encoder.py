@@ -11,8 +11,8 @@ row, each codebook quantizing what the ones before it left over. Keys are transf
     encoder.layers.{i}.lstm.*
     quantizer.layers.{n}.codebook.embed
 
-Weight norm is folded at load, bit for bit as PyTorch computes it (`fold_weight_norm_exactly`). At 6 kbps (Bark's setting) the
-quantizer uses 8 codebooks: `fine_prompt` is all 8, `coarse_prompt` the first 2.
+Weight norm is folded at load, bit for bit as PyTorch computes it (`fold_weight_norm_exactly`).
+At 6 kbps (Bark's setting) the quantizer uses 8 codebooks: `fine_prompt` is all 8, `coarse_prompt` the first 2.
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ def load_encoder(config: CodecConfig, codec_sd: dict[str, Tensor]) -> EncodecEnc
     for key, meta in expected.items():
         if tuple(state[key].shape) != tuple(meta.shape):
             raise CheckpointError(f"codec weight codec_model.{key} has shape {tuple(state[key].shape)}, "
-                                  f"config.json implies {tuple(meta.shape)}", "the checkpoint does not match its config.json")
+                                  f"config.json implies {tuple(meta.shape)}",
+                                  "the checkpoint does not match its config.json")
     model.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
     return model.eval().requires_grad_(False)

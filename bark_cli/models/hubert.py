@@ -237,7 +237,8 @@ class HubertFeatures(nn.Module):
 
 _POS_CONV = "encoder.pos_conv_embed.conv."
 # (g, v) of the positional conv: legacy `weight_norm` names and torch's parametrizations.
-_POS_WEIGHT_NORM = (("weight_g", "weight_v"), ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+_POS_WEIGHT_NORM = (("weight_g", "weight_v"),
+                    ("parametrizations.weight.original0", "parametrizations.weight.original1"))
 
 
 def fold_weight_norm_dim2(g: Tensor, v: Tensor) -> Tensor:
