@@ -24,6 +24,10 @@ class PresetError(InputError):
     """A voice prompt that cannot be found, read or used."""
 
 
+class RecordingError(InputError):
+    """A recording that cannot be read, or from which no voice can be cloned."""
+
+
 class CheckpointError(BarkError):
     """A model that cannot be found, downloaded or loaded."""
 

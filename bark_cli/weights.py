@@ -130,7 +130,7 @@ def save_folder(target: Path, config: BarkConfig, generation: GenerationConfig,
     return target
 
 
-def _weight_files(folder: Path) -> list[Path]:
+def weight_files(folder: Path) -> list[Path]:
     """The weight files to read, safetensors first; shards come from their index."""
     for single, index in (("model.safetensors", "model.safetensors.index.json"),
                           ("pytorch_model.bin", "pytorch_model.bin.index.json")):
@@ -177,7 +177,7 @@ def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     import torch
 
     state: dict[str, torch.Tensor] = {}
-    for path in _weight_files(folder):
+    for path in weight_files(folder):
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file
@@ -375,7 +375,7 @@ def tensor_headers(folder: Path) -> dict[str, TensorInfo]:
     files `load_weights` would read. safetensors files are described by their JSON header alone,
     without reading tensor data or importing torch; a pytorch_model.bin is memory-mapped."""
     tensors: dict[str, TensorInfo] = {}
-    for path in _weight_files(Path(folder)):
+    for path in weight_files(Path(folder)):
         try:
             tensors.update(_safetensors_header(path) if path.suffix == ".safetensors" else _bin_header(path))
         except Exception as exc:  # corrupt or truncated files raise many different types

@@ -16,7 +16,7 @@ from bark_cli.batch import Template
 from bark_cli.errors import CheckpointError, InputError, PresetError
 from bark_cli.text import load_tokenizer, plan_segments
 from bark_cli.voice import MAX_PROMPT_FRAMES, MAX_PROMPT_TOKENS, load_voice_file
-from bark_cli.weights import _weight_files, read_configs
+from bark_cli.weights import weight_files, read_configs
 from tiny_bark import make_prompt, write_tokenizer_files
 
 # Pieces random texts are built from: words, Bark's markers, punctuation of several scripts,
@@ -259,7 +259,7 @@ def test_impossible_generation_values_are_refused_at_load(tmp_path, generation, 
 def test_a_broken_shard_index_is_a_checkpoint_error(tmp_path, index, message):
     (tmp_path / "model.safetensors.index.json").write_text(index)
     with pytest.raises(CheckpointError) as caught:
-        _weight_files(tmp_path)
+        weight_files(tmp_path)
     assert message in caught.value.message
 
 
@@ -270,7 +270,7 @@ def test_a_shard_link_out_of_the_folder_is_refused(tmp_path):
     (model / "model-1.safetensors").symlink_to(outside)
     (model / "model.safetensors.index.json").write_text('{"weight_map": {"a": "model-1.safetensors"}}')
     with pytest.raises(CheckpointError, match="outside the model folder"):
-        _weight_files(model)
+        weight_files(model)
     (model / "model-1.safetensors").unlink()
     (model / "model-1.safetensors").write_bytes(b"x")
-    assert _weight_files(model) == [model / "model-1.safetensors"]
+    assert weight_files(model) == [model / "model-1.safetensors"]

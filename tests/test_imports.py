@@ -41,7 +41,8 @@ def fresh_python(code: str, *args: str, env: dict | None = None, cwd: Path | Non
 
 @pytest.mark.parametrize("module", [
     "bark_cli", "bark_cli.cli", "bark_cli.config", "bark_cli.presets", "bark_cli.catalog", "bark_cli.text",
-    "bark_cli.voice", "bark_cli.hub", "bark_cli.weights", "bark_cli.suno"])
+    "bark_cli.voice", "bark_cli.hub", "bark_cli.weights", "bark_cli.suno", "bark_cli.cloning", "bark_cli.recording",
+    "bark_cli.cli.clone"])
 def test_importing_loads_no_torch(module):
     code = f"import json, sys, {module}\nprint(json.dumps({{'torch': 'torch' in sys.modules}}))"
     assert fresh_python(code) == {"torch": False}
@@ -52,11 +53,20 @@ def test_importing_loads_no_torch(module):
     ["--help"],
     ["say", "--help"],
     ["presets", "list", "--model", "bark-cli-tests/not-cached"],
+    ["presets", "clone", "--help"],
     ["models", "list"],
 ], ids=" ".join)
 def test_quick_commands_load_no_torch(args, tmp_path):
     env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "BARK_VOICES_DIR": str(tmp_path / "voices")}
     assert fresh_python(RUN_COMMAND, json.dumps(args), env=env, cwd=tmp_path) == {"code": 0, "torch": False}
+
+
+def test_clone_help_loads_no_torch_or_resampler(tmp_path):
+    code = RUN_COMMAND.replace('"torch": "torch" in sys.modules',
+                               '"heavy": sorted({"torch", "soxr"} & set(sys.modules))')
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "BARK_VOICES_DIR": str(tmp_path / "voices")}
+    assert fresh_python(code, json.dumps(["presets", "clone", "--help"]), env=env, cwd=tmp_path) == {
+        "code": 0, "heavy": []}
 
 
 @pytest.mark.parametrize("env", [
@@ -162,7 +172,7 @@ def test_nothing_imports_the_cli():
 
 CHAIN = ["cli", "longform", "pipeline", "generation", "decoding", "models"]
 FEEDERS = {"runtime", "text", "presets", "catalog", "voice", "hub", "weights", "suno", "audio", "batch", "config",
-           "errors"}
+           "errors", "cloning", "recording"}
 
 
 def test_imports_run_down_the_chain():

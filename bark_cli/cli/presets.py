@@ -125,3 +125,8 @@ def presets_import(
     out = Output(quiet)
     for name, path in written:
         out.result(f"imported voice {name}: {path}")
+
+
+from . import clone  # noqa: E402  (its own file; registered into this group)
+
+clone.register(presets_app)
