@@ -165,7 +165,9 @@ async def _speech(request: Request, settings: Settings, scheduler: Scheduler) ->
     outcome = speech.Outcome()
     request.state.outcome = outcome
     request.state.detail = f'input="{ask.input}" ' if settings.log_text else ""
-    encoder = Encoder(ask.response_format, bark.sample_rate, ask.speed)
+    # Only FLAC gains from a muxer that may seek: its length. MP3's would add a Xing frame that changes the audio.
+    encoder = Encoder(ask.response_format, bark.sample_rate, ask.speed,
+                      whole=not ask.stream and ask.response_format == "flac")
     headers = {"X-Bark-Seed": str(seed), "X-Bark-Segments": str(len(plan))}
     args = (job, scheduler, encoder, outcome, bark.sample_rate, settings.gap)
     if ask.stream_format == "sse":

@@ -4,9 +4,9 @@ the bytes ready so far.
 mp3, opus (in Ogg), aac (ADTS) and flac go through PyAV (FFmpeg's encoders and muxers) into one
 continuous stream: one header at the start, frames after, nothing per segment. The muxer writes
 to a sink that cannot seek, so what it would go back to fill in (FLAC's total length) stays
-unset, as in any streamed FLAC. wav is the 44-byte header with unknown sizes that `bark say -o -`
+unset, as in any streamed FLAC (an unstreamed FLAC has it). wav is the 44-byte header with unknown sizes that `bark say -o -`
 writes on a pipe, then 16-bit samples; pcm is the bare samples (s16le, 24 kHz, mono). An
-unstreamed response is the same bytes gathered, so it equals the streamed one byte for byte.
+unstreamed response is the same bytes gathered but for the sizes a WAV or FLAC header now knows.
 
 `speed` other than 1 changes tempo, not pitch, through FFmpeg's `atempo` filter, which takes
 0.5..2 per instance: a chain of them covers 0.25..4.
@@ -14,6 +14,7 @@ unstreamed response is the same bytes gathered, so it equals the streamed one by
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -52,7 +53,9 @@ class _Sink:
 class Encoder:
     """`feed(samples) -> bytes` for each piece of float32 audio, then `finish() -> bytes` once."""
 
-    def __init__(self, fmt: str, sample_rate: int, speed: float = 1.0):
+    def __init__(self, fmt: str, sample_rate: int, speed: float = 1.0, whole: bool = False):
+        """`whole`: the bytes are wanted only at the end, so the muxer may go back and fill in
+        what a stream leaves unset (FLAC's length); `feed` then returns nothing."""
         self.fmt, self.sample_rate = fmt, sample_rate
         self.tempo = Tempo(sample_rate, speed) if speed != 1 else None
         self._started = False
@@ -60,7 +63,7 @@ class Encoder:
             import av
 
             container, codec, options = _AV[fmt]
-            self._sink = _Sink()
+            self._sink = io.BytesIO() if whole else _Sink()
             self._container = av.open(self._sink, "w", format=container, options=options)
             self._stream = self._container.add_stream(codec, rate=sample_rate)
             self._stream.layout = "mono"
@@ -78,7 +81,7 @@ class Encoder:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             self._container.close()
-            data += self._sink.take()
+            data += self._sink.getvalue() if isinstance(self._sink, io.BytesIO) else self._sink.take()
         elif not self._started and self.fmt == "wav":
             data += audio.wav_header(self.sample_rate)
         return data
@@ -95,7 +98,7 @@ class Encoder:
             frame.sample_rate = self.sample_rate
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
-        return self._sink.take()
+        return b"" if isinstance(self._sink, io.BytesIO) else self._sink.take()
 
 
 class Tempo:

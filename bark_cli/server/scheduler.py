@@ -218,6 +218,8 @@ class Scheduler:
             made = self._generate(rows, progress)
         except _StopBatch:
             made = [Dropped() for _ in rows]
+            if self.metrics:
+                self.metrics.dropped.inc(len(rows))
         seconds = self._batch_seconds = time.perf_counter() - start
         audio_seconds = 0.0
         for (job, index), result in zip(rows, made):
