@@ -34,10 +34,14 @@ class Server:
         self.lines: list[str] = []
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
+
+    def wait(self) -> "Server":
+        """Wait until it is ready (several servers may start meanwhile); its URL is then `url`."""
         if not self._ready.wait(READY_SECONDS) or self.process.poll() is not None:
             self.stop()
             raise RuntimeError("bark serve did not start:\n" + self.stderr)
         self.url = re.search(r"ready: (http://\S+)/ ", "\n".join(self.lines)).group(1)
+        return self
 
     def _read(self) -> None:
         for line in self.process.stderr:

@@ -50,12 +50,22 @@ def test_importing_loads_no_torch(module):
     ["--version"],
     ["--help"],
     ["say", "--help"],
+    ["serve", "--help"],
     ["presets", "list", "--model", "bark-cli-tests/not-cached"],
     ["models", "list"],
 ], ids=" ".join)
 def test_quick_commands_load_no_torch(args, tmp_path):
     env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "BARK_VOICES_DIR": str(tmp_path / "voices")}
     assert fresh_python(RUN_COMMAND, json.dumps(args), env=env, cwd=tmp_path) == {"code": 0, "torch": False}
+
+
+HEAVY = ("torch", "fastapi", "starlette", "uvicorn", "av", "prometheus_client", "soxr")
+RUN_HEAVY = RUN_COMMAND.replace('"torch": "torch" in sys.modules', f'"heavy": [m for m in {HEAVY!r} if m in sys.modules]')
+
+
+@pytest.mark.parametrize("args", [["--version"], ["serve", "--help"]], ids=" ".join)
+def test_light_commands_load_nothing_of_the_server(args, tmp_path):
+    assert fresh_python(RUN_HEAVY, json.dumps(args), cwd=tmp_path) == {"code": 0, "heavy": []}
 
 
 @pytest.mark.parametrize("env", [
@@ -169,6 +179,12 @@ def test_imports_run_down_the_chain():
     assert edges(upward) == []
     bottom = {"bark_cli.config", "bark_cli.errors"}
     assert edges(lambda a, b: a in bottom and b.startswith("bark_cli") and b != "bark_cli.errors") == []
+
+
+def test_only_the_cli_imports_the_server():
+    """The server sits beside the cli, above longform and pipeline: nothing below imports it."""
+    assert edges(lambda a, b: b.startswith("bark_cli.server") and part(a) not in ("cli", "server")) == []
+    assert edges(lambda a, b: part(a) == "server" and part(b) == "cli") == []
 
 
 def test_no_import_cycles():

@@ -24,18 +24,26 @@ LONG = " ".join(f"Sentence number {n} is here." for n in range(1, 11))  # ten se
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    running = Server(tiny_checkpoint, "--max-batch", "4", "--api-key", KEY)
-    yield running
-    running.stop()
+def servers(tiny_checkpoint):
+    """Two servers, started side by side (each takes seconds to load): a wide one with a key,
+    and a narrow one, one request at a time and one segment per batch, whose queue fills."""
+    started = (Server(tiny_checkpoint, "--max-batch", "4", "--api-key", KEY),
+               Server(tiny_checkpoint, "--max-batch", "1", "--max-queue", "1", "--grace", "60"))
+    try:
+        yield tuple(s.wait() for s in started)
+    finally:
+        for running in started:
+            running.stop()
 
 
 @pytest.fixture(scope="module")
-def narrow(tiny_checkpoint):
-    """One request at a time, one segment per batch: a queue that fills."""
-    running = Server(tiny_checkpoint, "--max-batch", "1", "--max-queue", "1", "--grace", "60")
-    yield running
-    running.stop()
+def server(servers):
+    return servers[0]
+
+
+@pytest.fixture(scope="module")
+def narrow(servers):
+    return servers[1]
 
 
 @pytest.fixture(scope="module")
