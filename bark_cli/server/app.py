@@ -30,7 +30,7 @@ from ..text import DEFAULT_MAX_CHARS
 from . import speech, voices
 from .encoders import MEDIA_TYPES, Encoder
 from .metrics import Metrics
-from .scheduler import NotReady, QueueFull, Scheduler, voice_key
+from .scheduler import Dropped, NotReady, QueueFull, Scheduler, voice_key
 from .schema import MODEL_ALIASES, VOICE_MAP, ApiError, parse_speech
 
 # A speech request's JSON body: 4096 characters of input, escaped, fit many times over.
@@ -248,16 +248,25 @@ class AccessLog:
         start = time.perf_counter()
         request_id = secrets.token_hex(6)
         state = scope.setdefault("state", {})
-        status = [500]
+        status, started = [500], [False]
 
         async def sending(message) -> None:
             if message["type"] == "http.response.start":
+                started[0] = True
                 status[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
+        except Exception as exc:  # noqa: BLE001 - one log line, never a traceback
+            if not isinstance(exc, Dropped):
+                self.settings.log(f"error: {request_id} failed: {type(exc).__name__}: {exc}")
+            if not started[0]:
+                await _error(ApiError(500, "the server failed to answer; see its log", None, None,
+                                      "server_error"))(scope, receive, sending)
+            # Else the body is cut short: returning unfinished makes the server drop the
+            # connection, so the client sees an error rather than a short file that looks whole.
         finally:
             self._log(scope, state, request_id, status[0], time.perf_counter() - start)
 

@@ -96,9 +96,9 @@ class Scheduler:
     progress)` runs one batch and returns one Generation per text."""
 
     def __init__(self, load: Callable[[], Any], generate: Callable[..., list] = generate_segments, *,
-                 max_batch: int = 8, max_queue: int = 64, metrics=None):
+                 max_batch: int = 8, max_queue: int = 64, batch_wait: float = 0.02, metrics=None):
         self.load, self.generate = load, generate
-        self.max_batch, self.max_queue, self.metrics = max_batch, max_queue, metrics
+        self.max_batch, self.max_queue, self.batch_wait, self.metrics = max_batch, max_queue, batch_wait, metrics
         self.bark = None
         self.load_error: BaseException | None = None
         self.ready = threading.Event()
@@ -178,10 +178,20 @@ class Scheduler:
             with self._lock:
                 while not self._stopping and not self._pending():
                     self._lock.wait()
+                self._gather()
                 if self._stopping:
                     return
                 rows = self._take()
             self._run_batch(rows)
+
+    def _gather(self) -> None:
+        """Hold a batch that is not full while requests keep arriving, each within `batch_wait`
+        of the last (at most 4 waits): clients that send together then share one batch, where
+        the first to land would otherwise run alone and the others wait a whole batch for it."""
+        for _ in range(4):
+            rows = sum(len(job.texts) - job.next for job in self._jobs)
+            if self._stopping or rows >= self.max_batch or not self._lock.wait(self.batch_wait):
+                return
 
     def _pending(self) -> bool:
         return any(job.next < len(job.texts) for job in self._jobs)
