@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import secrets
 import sys
 import time
@@ -164,7 +165,8 @@ async def _speech(request: Request, settings: Settings, scheduler: Scheduler) ->
         raise ApiError(503, "the server is stopping", None, "shutting_down", "server_error") from None
     outcome = speech.Outcome()
     request.state.outcome = outcome
-    request.state.detail = f'input="{ask.input}" ' if settings.log_text else ""
+    # As a JSON string: quotes, newlines and control characters escaped, one line whatever the text.
+    request.state.detail = f"input={json.dumps(ask.input)}" if settings.log_text else ""
     # Only FLAC gains from a muxer that may seek: its length. MP3's would add a Xing frame that changes the audio.
     encoder = Encoder(ask.response_format, bark.sample_rate, ask.speed,
                       whole=not ask.stream and ask.response_format == "flac")
