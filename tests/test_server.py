@@ -306,3 +306,37 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_143(narrow):
     assert len(b"".join(chunks)) == 2 * expected_samples(2)
     assert code_box.result() == 143
     assert "Traceback" not in narrow.stderr and narrow.stderr.rstrip().endswith("terminated")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port 70000 is out of range"),
+    (["--voice-map", "alloy"], "--voice-map 'alloy' is not NAME=VOICE"),
+    (["--voice-map", "alloy=nobody-here"], "unknown voice 'nobody-here'"),
+    (["--api-key", "short"], "the API key is 5 characters"),
+    (["--max-batch", "0"], "--max-batch 0 is out of range"),
+], ids=["port", "map-form", "map-voice", "key", "batch"])
+def test_bad_options_are_one_line_and_exit_2_before_loading(tiny_checkpoint, args, message):
+    from typer.testing import CliRunner
+
+    from bark_cli.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--model", str(tiny_checkpoint), *args])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: ") and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_taken_port_is_one_line_and_exit_2(tiny_checkpoint):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from bark_cli.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--model", str(tiny_checkpoint), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
