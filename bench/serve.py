@@ -131,8 +131,9 @@ def one_by_one(url: str, texts: list[str]) -> tuple[list[tuple[float, float, flo
     return results, time.perf_counter() - start
 
 
-def yardsticks(options, text: str) -> tuple[float, float]:
-    """(audio seconds per second of one generate_batch of N segments, seconds of speak(text))."""
+def yardsticks(options, text: str) -> tuple[float, float, float]:
+    """(audio seconds per second of one generate_batch of N segments, seconds of speak(text),
+    seconds of one segment alone)."""
     from bark_cli.longform import speak
 
     bark = build(options)
@@ -144,7 +145,10 @@ def yardsticks(options, text: str) -> tuple[float, float]:
     speak(bark, text, seed=1, max_segment_chars=40, **fast)
     start = time.perf_counter()
     speak(bark, text, seed=1, max_segment_chars=40, **fast)
-    return batch_rate, time.perf_counter() - start
+    speak_s = time.perf_counter() - start
+    start = time.perf_counter()
+    bark.generate_batch([SEGMENT], seed=1, **fast)
+    return batch_rate, speak_s, time.perf_counter() - start
 
 
 def peak_memory(pid: int) -> int | None:
@@ -190,22 +194,25 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
-    batch_rate, speak_s = yardsticks(options, text)
+    batch_rate, speak_s, segment_s = yardsticks(options, text)
     from bark_cli.bench import cpu_name
 
     audio_s = sum(r[2] for r in load)
     ttfb = sorted(r[0] for r in load)
     figures = {
-        "cpu": cpu_name(), "size": options.size, "device": options.device, "clients": options.clients, "segments": options.segments,
+        "cpu": cpu_name(), "size": options.size, "device": options.device, "clients": options.clients,
+        "segments": options.segments,
         "tokens_per_segment": options.tokens, "audio_s": round(audio_s, 2),
         "concurrent_audio_s_per_s": round(audio_s / load_s, 3),
         "one_at_a_time_audio_s_per_s": round(sum(r[2] for r in alone) / alone_s, 3),
         "ttfb_p50_s": round(statistics.median(ttfb), 3), "ttfb_p95_s": round(ttfb[int(0.95 * (len(ttfb) - 1))], 3),
         "one_request_alone_s": round(statistics.median(r[1] for r in alone), 3), "speak_s": round(speak_s, 3),
-        "generate_batch_audio_s_per_s": round(batch_rate, 3), "server_peak_rss_bytes": peak,
+        "generate_batch_audio_s_per_s": round(batch_rate, 3), "one_segment_s": round(segment_s, 3),
+        "server_peak_rss_bytes": peak,
     }
     figures["concurrent_over_batch"] = round(figures["concurrent_audio_s_per_s"] / batch_rate, 3)
     figures["alone_over_speak"] = round(figures["one_request_alone_s"] / speak_s, 3)
+    figures["ttfb_p95_over_one_segment"] = round(figures["ttfb_p95_s"] / segment_s, 3)
     figures["concurrent_over_one_at_a_time"] = round(
         figures["concurrent_audio_s_per_s"] / figures["one_at_a_time_audio_s_per_s"], 3)
     print(json.dumps(figures, indent=None if options.json else 2))

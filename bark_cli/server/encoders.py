@@ -4,9 +4,10 @@ the bytes ready so far.
 mp3, opus (in Ogg), aac (ADTS) and flac go through PyAV (FFmpeg's encoders and muxers) into one
 continuous stream: one header at the start, frames after, nothing per segment. The muxer writes
 to a sink that cannot seek, so what it would go back to fill in (FLAC's total length) stays
-unset, as in any streamed FLAC (an unstreamed FLAC has it). wav is the 44-byte header with unknown sizes that `bark say -o -`
-writes on a pipe, then 16-bit samples; pcm is the bare samples (s16le, 24 kHz, mono). An
-unstreamed response is the same bytes gathered but for the sizes a WAV or FLAC header now knows.
+unset, as in any streamed FLAC (an unstreamed FLAC has it). wav is the 44-byte header with
+unknown sizes that `bark say -o -` writes on a pipe, then 16-bit samples; pcm is the bare samples
+(s16le, 24 kHz, mono). An unstreamed response is the same bytes gathered, but for the sizes a
+WAV or FLAC header then knows.
 
 `speed` other than 1 changes tempo, not pitch, through FFmpeg's `atempo` filter, which takes
 0.5..2 per instance: a chain of them covers 0.25..4.
