@@ -134,10 +134,11 @@ def one_by_one(url: str, texts: list[str]) -> tuple[list[tuple[float, float, flo
 def yardsticks(options, text: str) -> tuple[float, float, float]:
     """(audio seconds per second of one generate_batch of N segments, seconds of speak(text),
     seconds of one segment alone)."""
+    from bark_cli.config import SamplingOptions
     from bark_cli.longform import speak
 
     bark = build(options)
-    fast = dict(max_semantic_tokens=options.tokens, min_eos_p=0)
+    fast = dict(sampling=SamplingOptions(max_semantic_tokens=options.tokens, min_eos_p=0))
     bark.generate_batch([SEGMENT] * options.clients, seed=1, **fast)  # warm-up
     start = time.perf_counter()
     made = bark.generate_batch([SEGMENT] * options.clients, seed=1, **fast)

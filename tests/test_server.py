@@ -114,13 +114,14 @@ def test_a_seeded_request_is_what_bark_say_makes(client, bark):
     import torch
 
     from bark_cli.audio import pcm
+    from bark_cli.config import SamplingOptions
     from bark_cli.longform import speak
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         said = speak(bark, TWO, voice="v2/en_speaker_6", seed=21, gap=0.1, max_segment_chars=30,
-                     max_semantic_tokens=8, min_eos_p=0)
+                     sampling=SamplingOptions(max_semantic_tokens=8, min_eos_p=0))
     finally:
         torch.set_num_threads(threads)
     assert speech(client, response_format="pcm", seed=21, voice="alloy") == pcm(said.audio, 24_000)
