@@ -52,6 +52,7 @@ def test_importing_loads_no_torch(module):
     ["--version"],
     ["--help"],
     ["say", "--help"],
+    ["serve", "--help"],
     ["presets", "list", "--model", "bark-cli-tests/not-cached"],
     ["presets", "clone", "--help"],
     ["models", "list"],
@@ -67,6 +68,15 @@ def test_clone_help_loads_no_torch_or_resampler(tmp_path):
     env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "BARK_VOICES_DIR": str(tmp_path / "voices")}
     assert fresh_python(code, json.dumps(["presets", "clone", "--help"]), env=env, cwd=tmp_path) == {
         "code": 0, "heavy": []}
+
+
+HEAVY = ("torch", "fastapi", "starlette", "uvicorn", "av", "prometheus_client", "soxr")
+RUN_HEAVY = RUN_COMMAND.replace('"torch": "torch" in sys.modules', f'"heavy": [m for m in {HEAVY!r} if m in sys.modules]')
+
+
+@pytest.mark.parametrize("args", [["--version"], ["serve", "--help"]], ids=" ".join)
+def test_light_commands_load_nothing_of_the_server(args, tmp_path):
+    assert fresh_python(RUN_HEAVY, json.dumps(args), cwd=tmp_path) == {"code": 0, "heavy": []}
 
 
 @pytest.mark.parametrize("env", [
@@ -223,6 +233,12 @@ def test_voice_hub_and_weights_sit_low():
         "bark_cli.config", "bark_cli.errors"}
     assert {"bark_cli.hub", "bark_cli.weights"} <= ours("bark_cli.suno")
     assert "bark_cli.presets" in ours("bark_cli.pipeline") and "bark_cli.checkpoint" not in MODULES
+
+
+def test_only_the_cli_imports_the_server():
+    """The server sits beside the cli, above longform and pipeline: nothing below imports it."""
+    assert edges(lambda a, b: b.startswith("bark_cli.server") and part(a) not in ("cli", "server")) == []
+    assert edges(lambda a, b: part(a) == "server" and part(b) == "cli") == []
 
 
 def test_no_import_cycles():

@@ -20,6 +20,7 @@ from .errors import EXIT_HELP, HELP_OPTIONS, BarkGroup
 from .models import models_app
 from .presets import presets_app
 from .say import SAY_EXAMPLES, say
+from .serve import SERVE_EXAMPLES, serve
 
 app = typer.Typer(
     cls=BarkGroup,
@@ -60,6 +61,7 @@ app.callback()(_root)
 app.command(epilog=BATCH_EXAMPLES)(batch)
 app.command(epilog=BENCH_EXAMPLES)(bench)
 app.command(epilog=SAY_EXAMPLES)(say)
+app.command(epilog=SERVE_EXAMPLES)(serve)
 app.add_typer(presets_app, name="presets")
 app.add_typer(models_app, name="models")
 reflow_help(app)
