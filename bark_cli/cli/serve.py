@@ -79,7 +79,7 @@ def serve(
     voices = parse_voice_map(voice_map or [])
     for name, target in voices.items():
         try:
-            presets.check_voice(target, model, revision)
+            presets.find_voice(target, model, revision, fetch=False)
         except InputError as exc:
             if name in dict(pair.partition("=")[::2] for pair in voice_map or []):
                 raise InputError(f"--voice-map {name}={target}: {exc.message}", exc.hint) from None

@@ -6,6 +6,8 @@ that app.py turns into OpenAI's body, `{"error": {"message", "type", "param", "c
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from dataclasses import dataclass
@@ -103,7 +105,9 @@ def parse_speech(body: bytes, max_input: int, defaults: SamplingOptions) -> Spee
     if fields["max_semantic_tokens"] is not None and fields["max_semantic_tokens"] > MAX_SEMANTIC_TOKENS:
         raise bad("max_semantic_tokens", f"max_semantic_tokens is at most {MAX_SEMANTIC_TOKENS}")
     try:
-        sampling = SamplingOptions.build(defaults, **fields).validate()
+        # replace() builds a new value, so SamplingOptions checks it as it is made.
+        sampling = dataclasses.replace(defaults or SamplingOptions(),
+                                       **{name: value for name, value in fields.items() if value is not None})
     except InputError as exc:
         param = next((name for name in SAMPLING_FIELDS if name.replace("_", "-") in exc.message
                       or name.replace("_", " ") in exc.message), None)
