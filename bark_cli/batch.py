@@ -364,6 +364,35 @@ def select_shard(items: list[Item], shard: tuple[int, int]) -> list[Item]:
 SpeakGroup = Callable[[list[Item]], list[tuple[object, int]]]
 
 
+class Recorder:
+    """Collects a run's outcomes: into a Summary, one JSON line each into the report (flushed, so
+    a killed run keeps the report up to its last item), then `on_item(outcome, done, total)`."""
+
+    def __init__(self, total: int, report: TextIO | None = None,
+                 on_item: Callable[[Outcome, int, int], None] | None = None) -> None:
+        self.summary, self.total, self.report, self.on_item = Summary(), total, report, on_item
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.summary.outcomes.append(outcome)
+        if self.report is not None:
+            self.report.write(json.dumps(asdict(outcome)) + "\n")
+            self.report.flush()
+        if self.on_item:
+            self.on_item(outcome, len(self.summary.outcomes), self.total)
+
+
+def admit(item: Item, overwrite: bool = False) -> Outcome | None:
+    """Claim a planned item for this process; or the outcome of one it will not generate:
+    unplannable, done already ("skipped"), or held by another live run ("claimed")."""
+    outcome = _precheck(item, overwrite)
+    if outcome is None and not claim(item.output):
+        outcome = _outcome(item, "claimed")
+    elif outcome is None and item.output.exists() and not overwrite:
+        release(item.output)  # finished by another run between the check and the claim
+        outcome = _outcome(item, "skipped")
+    return outcome
+
+
 def run_batch(
     speak_group: SpeakGroup,
     items: list[Item],
@@ -374,54 +403,43 @@ def run_batch(
     subtype: str | None = None,
     report: TextIO | None = None,
     on_item: Callable[[Outcome, int, int], None] | None = None,
+    claims: bool = True,
 ) -> Summary:
     """Speak the planned items and write each output; report every item.
 
     `speak_group(items)` returns one `(result, seed)` per item, `result` having `.audio`,
     `.sample_rate` and `.duration`. Consecutive items with the same non-None `group_key` (for
     example one voice) go to it together, up to `batch_size`. When a group fails, its items are
-    retried one by one, so one bad item fails alone. Each item is claimed (`claim`) before it is
+    retried one by one, so one bad item fails alone. Each item is claimed (`admit`) before it is
     generated and released once written or failed; an item another live run holds is reported
-    "claimed" and left to it.
+    "claimed" and left to it. `claims=False` is for a worker whose items a coordinating process
+    has claimed already: it neither claims nor releases.
     """
-    summary = Summary()
-
-    def record(outcome: Outcome) -> None:
-        summary.outcomes.append(outcome)
-        if report is not None:
-            report.write(json.dumps(asdict(outcome)) + "\n")
-            report.flush()  # a killed run keeps the report up to its last item
-        if on_item:
-            on_item(outcome, len(summary.outcomes), len(items))
-
+    record = Recorder(len(items), report, on_item)
+    free = release if claims else (lambda output: None)
     group: list[Item] = []
     group_of = None  # the key of the items in `group`
     try:
         for item in items:
-            outcome = _precheck(item, overwrite)
-            if outcome is None and not claim(item.output):
-                outcome = _outcome(item, "claimed")
-            elif outcome is None and item.output.exists() and not overwrite:
-                release(item.output)  # finished by another run between the check and the claim
-                outcome = _outcome(item, "skipped")
+            outcome = admit(item, overwrite) if claims else _precheck(item, overwrite)
             if outcome is not None:
                 record(outcome)
                 continue
             key = group_key(item)
             if group and (key is None or key != group_of or len(group) >= batch_size):
-                _speak_and_write(speak_group, group, subtype, record)
+                _speak_and_write(speak_group, group, subtype, record, free)
                 group = []
             group.append(item)
             group_of = key
             if key is None:
-                _speak_and_write(speak_group, group, subtype, record)
+                _speak_and_write(speak_group, group, subtype, record, free)
                 group = []
         if group:
-            _speak_and_write(speak_group, group, subtype, record)
+            _speak_and_write(speak_group, group, subtype, record, free)
     finally:
         for item in group:  # claimed but not reached (an interrupt): free them for the next run
-            release(item.output)
-    return summary
+            free(item.output)
+    return record.summary
 
 
 def _outcome(item: Item, status: str, error: str | None = None) -> Outcome:
@@ -438,7 +456,8 @@ def _precheck(item: Item, overwrite: bool) -> Outcome | None:
     return None
 
 
-def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | None, record) -> None:
+def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | None, record,
+                     free: Callable[[Path], None] = release) -> None:
     """Speak a claimed group and write its outputs; every claim is released, whatever happens."""
     from .audio import write_audio
     try:
@@ -447,7 +466,7 @@ def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | 
         except Exception as exc:  # noqa: BLE001 - isolate the failing item below
             if len(group) > 1:
                 for item in group:
-                    _speak_and_write(speak_group, [item], subtype, record)
+                    _speak_and_write(speak_group, [item], subtype, record, free)
                 return
             record(_outcome(group[0], "failed", _describe(exc)))
             return
@@ -461,11 +480,11 @@ def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | 
                 outcome.error = _describe(exc)
             else:
                 outcome.status, outcome.seconds_of_audio = "done", round(result.duration, 3)
-            release(item.output)
+            free(item.output)
             record(outcome)
     finally:
         for item in group:
-            release(item.output)
+            free(item.output)
 
 
 def _describe(exc: BaseException) -> str:
