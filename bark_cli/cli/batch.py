@@ -63,6 +63,12 @@ def batch(
                                        rich_help_panel=LONG)] = 0.25,
     batch_size: BatchSizeOpt = "auto",
     hardware: DeviceOptions = DeviceOptions(),
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Run the items on Ray Data, one model per actor: a local Ray on this machine's cores, or "
+                      "the cluster of --ray-address or RAY_ADDRESS (pip install 'bark-cli[ray]').")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        metavar="auto|ray://HOST:PORT", show_default=False,
+        help="The Ray cluster to join (implies --ray): auto for the one started here, local for a new one.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Speak many texts, one audio file each.
@@ -101,6 +107,12 @@ def batch(
 
     # Item i gets the seed S + i (S: --seed, or one drawn now and reported per item).
     runner.assign_seeds(items, fresh_seed() if seed is None else seed)
+    if ray or ray_address:
+        from .batch_ray import batch_on_ray
+
+        return batch_on_ray(out, items, output_dir, address=ray_address, report=report, model=model, revision=revision,
+                            hardware=hardware, voice=voice, sampling=sampling, gap=gap, batch_size=size,
+                            subtype=subtype_name, overwrite=overwrite)
 
     bark, _ = load_model(out, model, revision, hardware)
     voices: dict[str | None, object] = {}
