@@ -40,7 +40,8 @@ def fresh_python(code: str, *args: str, env: dict | None = None, cwd: Path | Non
 
 
 @pytest.mark.parametrize("module", [
-    "bark_cli", "bark_cli.cli", "bark_cli.config", "bark_cli.presets", "bark_cli.text", "bark_cli.checkpoint"])
+    "bark_cli", "bark_cli.cli", "bark_cli.config", "bark_cli.presets", "bark_cli.text", "bark_cli.checkpoint",
+    "bark_cli.raybatch"])
 def test_importing_loads_no_torch(module):
     code = f"import json, sys, {module}\nprint(json.dumps({{'torch': 'torch' in sys.modules}}))"
     assert fresh_python(code) == {"torch": False}
@@ -143,6 +144,12 @@ def edges(condition) -> list[str]:
 def test_no_transformers_no_bench_scripts():
     assert edges(lambda a, b: b.split(".")[0] in ("transformers", "bench")) == []
     assert edges(lambda a, b: b == "bark_cli.bench" and a != "bark_cli.cli.bench") == []
+
+
+def test_ray_is_the_ray_runners_alone():
+    """Ray is an extra: only bark_cli.raybatch imports it, inside its functions."""
+    assert edges(lambda a, b: b.split(".")[0] == "ray" and a != "bark_cli.raybatch") == []
+    assert {"ray", "ray.data"} <= GRAPH["bark_cli.raybatch"]
 
 
 def test_nothing_imports_the_cli():
