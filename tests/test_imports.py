@@ -159,7 +159,7 @@ def test_nothing_imports_the_cli():
 
 
 CHAIN = ["cli", "longform", "pipeline", "generation", "decoding", "models"]
-FEEDERS = {"runtime", "text", "presets", "checkpoint", "audio", "batch", "config", "errors"}
+FEEDERS = {"runtime", "text", "presets", "checkpoint", "audio", "batch", "claims", "config", "errors"}
 
 
 def test_imports_run_down_the_chain():
