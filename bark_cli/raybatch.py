@@ -8,9 +8,9 @@ shared file system on a cluster). The driver only plans, claims and records: it 
 
 A worker that is lost (its process killed, its node gone) is restarted and its batch retried, as
 Ray Data does for actors; the retry skips the files its first try finished, so each file is
-written once. Ctrl-C stops the
-job, removes the temporary files of the items it cut short and frees their claims: a rerun makes
-them. Ray is an extra (`pip install 'bark-cli[ray]'`) and is imported only here, inside functions.
+written once. Ctrl-C stops the job, removes the temporary files of the items it cut short and
+frees their claims: a rerun makes them. Ray is an extra (`pip install 'bark-cli[ray]'`) and is
+imported only here, inside functions.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from . import batch as runner
+from . import errors
 from .config import DeviceOptions, SamplingOptions
 from .errors import BarkError, DeviceError, GenerationError, InputError
 
@@ -75,7 +76,8 @@ def load_bark(speaking: Speaking):
 
 class ItemWorker:
     """Ray Data's callable class: one loaded Bark per actor; each call speaks a batch of items
-    (`{"item": [JSON of Item, ...]}`), writes their files and returns `{"outcome": [JSON of Outcome]}`.
+    (`{"item": [JSON of Item, ...]}`), writes their files and returns `{"outcome": [JSON of Outcome],
+    "failure": [""]}`, or the model's load error as `failure`, [type name, message, hint] in JSON.
 
     Items are grouped and spoken as the local batch speaks them: consecutive one-segment items of
     one voice together (each from its own seeded generators, so as it sounds alone), a long item
@@ -83,16 +85,24 @@ class ItemWorker:
 
     def __init__(self, speaking: Speaking) -> None:
         self.speaking = speaking
-        self.bark = load_bark(speaking)
         self.voices: dict[str | None, object] = {}
+        try:
+            self.bark, self.failure = load_bark(speaking), ""
+        except BarkError as exc:
+            # Sent back with the first batch for the driver to raise: an actor whose constructor
+            # fails is only restarted, again and again, by Ray.
+            self.bark, self.failure = None, json.dumps([type(exc).__name__, exc.message, exc.hint])
 
     def __call__(self, batch: dict) -> dict:
+        if self.failure:
+            return {"outcome": [""] * len(batch["item"]), "failure": [self.failure] * len(batch["item"])}
         items = [_item_from_json(text) for text in batch["item"]]
         size = self.speaking.batch_size or self.bark.runtime.auto_batch_size(self.bark.weights.config)
         # The driver holds the claims; an output found here was written by a lost try of this batch.
         summary = runner.run_batch(self.speak_group, items, group_key=self.group_key, batch_size=size,
                                    overwrite=self.speaking.overwrite, subtype=self.speaking.subtype, claims=False)
-        return {"outcome": [json.dumps(asdict(outcome)) for outcome in summary.outcomes]}
+        return {"outcome": [json.dumps(asdict(outcome)) for outcome in summary.outcomes],
+                "failure": [""] * len(summary.outcomes)}
 
     def voice_of(self, item: runner.Item):
         name = item.voice or self.speaking.voice
@@ -167,11 +177,10 @@ def run_on_ray(
                 record(runner.Outcome(item.index, "failed", str(item.output), item.source, item.line, seed=item.seed,
                                       error="its batch failed on a Ray worker (see the Ray logs)"))
     except BaseException as exc:
-        if not isinstance(exc, Exception):
-            # Ctrl-C: Ray Data stops sending work, but its actors live while anything holds the
-            # job, as the traceback's frames do. Let go, so that they end and free their CPUs.
-            traceback.clear_frames(exc.__traceback__)
-            gc.collect()  # the executor sits in reference cycles
+        # Ctrl-C or an error: Ray Data stops sending work, but its actors live while anything
+        # holds the job, as the traceback's frames do. Let go, so that they end and free their CPUs.
+        traceback.clear_frames(exc.__traceback__)
+        gc.collect()  # the executor sits in reference cycles
         raise
     finally:
         # Cut short (Ctrl-C, a failed job): a Ray started here is shut down by now, its workers
@@ -224,7 +233,12 @@ def _outcomes(ray, items: list[runner.Item], speaking: Speaking) -> Iterator[run
         **placement)
     try:
         for row in dataset.iter_rows():
+            if row["failure"]:
+                kind, message, hint = json.loads(row["failure"])
+                raise getattr(errors, kind, GenerationError)(message, hint)
             yield runner.Outcome(**json.loads(row["outcome"]))
+    except BarkError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a failed job: its cause, as bark reports errors
         raise _cause(exc) from None
 

@@ -101,6 +101,14 @@ def test_collisions_are_refused_before_ray_is_touched(tiny_checkpoint, monkeypat
     assert len(result.stderr.strip().splitlines()) == 1 and list(Path("out").iterdir()) == []
 
 
+def test_a_model_the_workers_cannot_load_is_one_error(tmp_path):
+    Path("fine.txt").write_text("Fine.\nAlso fine.\n")
+    result = CliRunner().invoke(app, ["batch", "fine.txt", "-d", "out", "--model", str(tmp_path / "absent"), "--ray",
+                                      *FAST])
+    assert result.exit_code == 2 and "absent" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and list(Path("out").iterdir()) == []
+
+
 def planned(tiny_checkpoint, count: int):
     from bark_cli.raybatch import Speaking
 
