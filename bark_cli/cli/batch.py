@@ -65,7 +65,7 @@ def batch(
     hardware: DeviceOptions = DeviceOptions(),
     ray: Annotated[bool, typer.Option(
         "--ray", help="Run the items on Ray Data, one model per actor: a local Ray on this machine's cores, or "
-                      "the cluster of --ray-address or RAY_ADDRESS (pip install 'bark-cli[ray]').")] = False,
+                      "the cluster of --ray-address or RAY_ADDRESS (pip install 'bark-cli\\[ray]').")] = False,
     ray_address: Annotated[str | None, typer.Option(
         metavar="auto|ray://HOST:PORT", show_default=False,
         help="The Ray cluster to join (implies --ray): auto for the one started here, local for a new one.")] = None,
