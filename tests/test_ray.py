@@ -41,6 +41,21 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def bounded():
+    """Every test ends in its time, even if Ray hangs: SIGALRM raises in the main thread."""
+    limit = 2 * DEADLINE
+
+    def give_up(signum, frame):
+        raise TimeoutError(f"the test ran past {limit} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(limit)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 def run(model, *args):
     return CliRunner().invoke(app, ["batch", *map(str, args), "--model", str(model), *FAST])
 
