@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
+from .claims import CLAIM_SUFFIX, claim, claim_path, release  # noqa: F401 - the batch's names
 from .errors import BarkError, InputError, OutputError
 
 DEFAULT_TEMPLATE = "{index:05d}.wav"
@@ -289,73 +289,6 @@ def case_insensitive(folder: Path) -> bool:
         os.unlink(name)
 
 
-# --- claims -----------------------------------------------------------------------------------
-
-CLAIM_SUFFIX = ".claim"
-
-
-def claim_path(output: Path) -> Path:
-    """The marker of an output being generated: `.NAME.claim` beside it."""
-    return output.with_name(f".{output.name}{CLAIM_SUFFIX}")
-
-
-def _holder(path: Path) -> tuple[int, str] | None:
-    """The (pid, host) a claim file names, or None when it names none (half-written, foreign)."""
-    try:
-        pid, _, host = path.read_text(encoding="utf-8").partition(" ")
-        return int(pid), host.strip()
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, OverflowError):
-        return True  # someone else's process, or a pid we cannot check: assume it runs
-    return True
-
-
-def claim(output: Path) -> bool:
-    """Claim `output` for this process: create its marker exclusively (O_CREAT | O_EXCL), holding
-    "PID HOST". False when a live process holds it. A claim of a process that is gone (same host,
-    pid not running) is taken over: renamed aside atomically, so of two runs taking it over only
-    one wins."""
-    path = claim_path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    me = f"{os.getpid()} {socket.gethostname()}"
-    for _ in range(2):
-        try:
-            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _holder(path)
-            if holder is None or holder[1] != socket.gethostname() or _alive(holder[0]):
-                return False
-            aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
-            try:
-                os.rename(path, aside)
-            except FileNotFoundError:
-                continue  # another run took it over first; try to create it again
-            if _holder(aside) != holder:  # renamed a claim made meanwhile: give it back
-                os.rename(aside, path)
-                return False
-            os.unlink(aside)
-            continue
-        with os.fdopen(handle, "w", encoding="utf-8") as marker:
-            marker.write(me)
-        return True
-    return False
-
-
-def release(output: Path) -> None:
-    try:
-        claim_path(output).unlink()
-    except FileNotFoundError:
-        pass
-
-
 def assign_seeds(items: list[Item], seed: int) -> list[Item]:
     """Give every item without a seed of its own the seed `seed + index`: an item's audio then
     depends on its own seed only, never on the batch it runs in, and `bark say` with that seed
@@ -374,6 +307,35 @@ def select_shard(items: list[Item], shard: tuple[int, int]) -> list[Item]:
 SpeakGroup = Callable[[list[Item]], list[tuple[object, int]]]
 
 
+class Recorder:
+    """Collects a run's outcomes: into a Summary, one JSON line each into the report (flushed, so
+    a killed run keeps the report up to its last item), then `on_item(outcome, done, total)`."""
+
+    def __init__(self, total: int, report: TextIO | None = None,
+                 on_item: Callable[[Outcome, int, int], None] | None = None) -> None:
+        self.summary, self.total, self.report, self.on_item = Summary(), total, report, on_item
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.summary.outcomes.append(outcome)
+        if self.report is not None:
+            self.report.write(json.dumps(asdict(outcome)) + "\n")
+            self.report.flush()
+        if self.on_item:
+            self.on_item(outcome, len(self.summary.outcomes), self.total)
+
+
+def admit(item: Item, overwrite: bool = False) -> Outcome | None:
+    """Claim a planned item for this process; or the outcome of one it will not generate:
+    unplannable, done already ("skipped"), or held by another live run ("claimed")."""
+    outcome = _precheck(item, overwrite)
+    if outcome is None and not claim(item.output):
+        outcome = _outcome(item, "claimed")
+    elif outcome is None and item.output.exists() and not overwrite:
+        release(item.output)  # finished by another run between the check and the claim
+        outcome = _outcome(item, "skipped")
+    return outcome
+
+
 def run_batch(
     speak_group: SpeakGroup,
     items: list[Item],
@@ -384,54 +346,43 @@ def run_batch(
     subtype: str | None = None,
     report: TextIO | None = None,
     on_item: Callable[[Outcome, int, int], None] | None = None,
+    claims: bool = True,
 ) -> Summary:
     """Speak the planned items and write each output; report every item.
 
     `speak_group(items)` returns one `(result, seed)` per item, `result` having `.audio`,
     `.sample_rate` and `.duration`. Consecutive items with the same non-None `group_key` (for
     example one voice) go to it together, up to `batch_size`. When a group fails, its items are
-    retried one by one, so one bad item fails alone. Each item is claimed (`claim`) before it is
+    retried one by one, so one bad item fails alone. Each item is claimed (`admit`) before it is
     generated and released once written or failed; an item another live run holds is reported
-    "claimed" and left to it.
+    "claimed" and left to it. `claims=False` is for a worker whose items a coordinating process
+    has claimed already: it neither claims nor releases.
     """
-    summary = Summary()
-
-    def record(outcome: Outcome) -> None:
-        summary.outcomes.append(outcome)
-        if report is not None:
-            report.write(json.dumps(asdict(outcome)) + "\n")
-            report.flush()  # a killed run keeps the report up to its last item
-        if on_item:
-            on_item(outcome, len(summary.outcomes), len(items))
-
+    record = Recorder(len(items), report, on_item)
+    free = release if claims else (lambda output: None)
     group: list[Item] = []
     group_of = None  # the key of the items in `group`
     try:
         for item in items:
-            outcome = _precheck(item, overwrite)
-            if outcome is None and not claim(item.output):
-                outcome = _outcome(item, "claimed")
-            elif outcome is None and item.output.exists() and not overwrite:
-                release(item.output)  # finished by another run between the check and the claim
-                outcome = _outcome(item, "skipped")
+            outcome = admit(item, overwrite) if claims else _precheck(item, overwrite)
             if outcome is not None:
                 record(outcome)
                 continue
             key = group_key(item)
             if group and (key is None or key != group_of or len(group) >= batch_size):
-                _speak_and_write(speak_group, group, subtype, record)
+                _speak_and_write(speak_group, group, subtype, record, free)
                 group = []
             group.append(item)
             group_of = key
             if key is None:
-                _speak_and_write(speak_group, group, subtype, record)
+                _speak_and_write(speak_group, group, subtype, record, free)
                 group = []
         if group:
-            _speak_and_write(speak_group, group, subtype, record)
+            _speak_and_write(speak_group, group, subtype, record, free)
     finally:
         for item in group:  # claimed but not reached (an interrupt): free them for the next run
-            release(item.output)
-    return summary
+            free(item.output)
+    return record.summary
 
 
 def _outcome(item: Item, status: str, error: str | None = None) -> Outcome:
@@ -448,7 +399,8 @@ def _precheck(item: Item, overwrite: bool) -> Outcome | None:
     return None
 
 
-def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | None, record) -> None:
+def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | None, record,
+                     free: Callable[[Path], None] = release) -> None:
     """Speak a claimed group and write its outputs; every claim is released, whatever happens."""
     from .audio import write_audio
     try:
@@ -457,7 +409,7 @@ def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | 
         except Exception as exc:  # noqa: BLE001 - isolate the failing item below
             if len(group) > 1:
                 for item in group:
-                    _speak_and_write(speak_group, [item], subtype, record)
+                    _speak_and_write(speak_group, [item], subtype, record, free)
                 return
             record(_outcome(group[0], "failed", _describe(exc)))
             return
@@ -471,11 +423,11 @@ def _speak_and_write(speak_group: SpeakGroup, group: list[Item], subtype: str | 
                 outcome.error = _describe(exc)
             else:
                 outcome.status, outcome.seconds_of_audio = "done", round(result.duration, 3)
-            release(item.output)
+            free(item.output)
             record(outcome)
     finally:
         for item in group:
-            release(item.output)
+            free(item.output)
 
 
 def _describe(exc: BaseException) -> str:

@@ -42,7 +42,7 @@ def fresh_python(code: str, *args: str, env: dict | None = None, cwd: Path | Non
 @pytest.mark.parametrize("module", [
     "bark_cli", "bark_cli.cli", "bark_cli.config", "bark_cli.presets", "bark_cli.catalog", "bark_cli.text",
     "bark_cli.voice", "bark_cli.hub", "bark_cli.weights", "bark_cli.suno", "bark_cli.cloning", "bark_cli.recording",
-    "bark_cli.cli.clone"])
+    "bark_cli.cli.clone", "bark_cli.raybatch"])
 def test_importing_loads_no_torch(module):
     code = f"import json, sys, {module}\nprint(json.dumps({{'torch': 'torch' in sys.modules}}))"
     assert fresh_python(code) == {"torch": False}
@@ -174,6 +174,12 @@ def test_no_transformers_no_bench_scripts():
     assert edges(lambda a, b: inside(b) and not inside(a) and a != "bark_cli.cli.bench") == []
 
 
+def test_ray_is_the_ray_runners_alone():
+    """Ray is an extra: only bark_cli.raybatch imports it, inside its functions."""
+    assert edges(lambda a, b: b.split(".")[0] == "ray" and a != "bark_cli.raybatch") == []
+    assert {"ray", "ray.data"} <= GRAPH["bark_cli.raybatch"]
+
+
 def test_nothing_imports_the_cli():
     # bark_cli.__main__ is `python -m bark_cli`: the command itself.
     outside = lambda a, b: b.startswith("bark_cli.cli") and part(a) not in ("cli", "__main__")  # noqa: E731
@@ -182,7 +188,7 @@ def test_nothing_imports_the_cli():
 
 CHAIN = ["cli", "longform", "pipeline", "generation", "decoding", "models"]
 FEEDERS = {"runtime", "text", "presets", "catalog", "voice", "hub", "weights", "suno", "audio", "batch", "config",
-           "errors", "cloning", "recording"}
+           "errors", "cloning", "recording", "claims"}
 
 
 def test_imports_run_down_the_chain():

@@ -12,6 +12,7 @@ import typer
 from .. import batch as runner
 from ..config import SamplingOptions
 from ..errors import InputError, OutputError
+from ..groups import Speaker
 from .models import load_model
 from .options import (
     DEFAULT_MODEL, LONG, OUTPUT, BatchSizeOpt, DeviceOptions, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt, SeedOpt,
@@ -63,6 +64,12 @@ def batch(
                                        rich_help_panel=LONG)] = 0.25,
     batch_size: BatchSizeOpt = "auto",
     hardware: DeviceOptions = DeviceOptions(),
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Run the items on Ray Data, one model per actor: a local Ray on this machine's cores, or "
+                      "the cluster of --ray-address or RAY_ADDRESS (pip install 'bark-cli\\[ray]').")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        metavar="auto|ray://HOST:PORT", show_default=False,
+        help="The Ray cluster to join (implies --ray): auto for the one started here, local for a new one.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Speak many texts, one audio file each.
@@ -87,8 +94,15 @@ def batch(
 
     # Item i gets the seed S + i (S: --seed, or one drawn now and reported per item).
     runner.assign_seeds(items, fresh_seed() if seed is None else seed)
+    if ray or ray_address:
+        from .batch_ray import batch_on_ray
+
+        return batch_on_ray(out, items, output_dir, address=ray_address, report=report, model=model, revision=revision,
+                            hardware=hardware, voice=voice, sampling=sampling, gap=gap, batch_size=size,
+                            subtype=subtype.value if subtype else None, overwrite=overwrite)
+
     bark, _ = load_model(out, model, revision, hardware)
-    speaker = _Speaker(bark, voice, gap, size, sampling)
+    speaker = Speaker(bark, voice, gap, size, sampling)
     with contextlib.ExitStack() as stack:
         report_file = _open_report(stack, report)
         speaker.progress = bars = stack.enter_context(out.stages())
@@ -142,41 +156,3 @@ def _open_report(stack: contextlib.ExitStack, report: Path | None):
         return stack.enter_context(open(report, "a", encoding="utf-8"))
     except OSError as exc:
         raise OutputError(f"cannot write {report}: {exc.strerror or exc}", "pick a writable --report path") from None
-
-
-class _Speaker:
-    """How the batch runner speaks a group of items with the loaded model: one voice per group,
-    each voice resolved once."""
-
-    def __init__(self, bark, voice: str | None, gap: float, batch_size: int | None, sampling: SamplingOptions):
-        self.bark, self.voice, self.gap, self.batch_size, self.sampling = bark, voice, gap, batch_size, sampling
-        self.voices: dict[str | None, object] = {}
-        self.progress = None  # the stage bars, once they are up
-
-    def voice_of(self, item: runner.Item):
-        name = item.voice or self.voice
-        if name not in self.voices:
-            self.voices[name] = self.bark.resolve_voice(name)
-        return self.voices[name]
-
-    def group_key(self, item: runner.Item):
-        """Every item draws from its own seeded generators, so items of one voice batch together
-        and each still sounds as it would alone; long items run alone (their segments batch)."""
-        from .. import longform
-
-        if len(longform.plan_text(self.bark, item.text)) != 1:
-            return None
-        return ("voice", item.voice or self.voice)
-
-    def speak_group(self, group: list[runner.Item]):
-        from .. import longform
-
-        prompt = self.voice_of(group[0])
-        if len(group) == 1:
-            speech = longform.speak(self.bark, group[0].text, voice=prompt, gap=self.gap, batch_size=self.batch_size,
-                                    seed=group[0].seed, sampling=self.sampling, progress=self.progress)
-            return [(speech, speech.seed)]
-        made = self.bark.generate_batch([item.text for item in group], voice=prompt,
-                                        seeds=[item.seed for item in group], sampling=self.sampling,
-                                        progress=self.progress)
-        return [(generation, generation.seed) for generation in made]
