@@ -25,12 +25,13 @@ _LAZY = {
     "speak": "longform",
     "VoicePrompt": "voice",
     "SamplingOptions": "config",
+    "DeviceOptions": "config",
     **{name: "errors" for name in ("BarkError", "CheckpointError", "DeviceError", "GenerationError", "InputError",
                                    "OutputError", "PresetError")},
 }
 
 if TYPE_CHECKING:
-    from .config import SamplingOptions
+    from .config import DeviceOptions, SamplingOptions
     from .errors import BarkError, CheckpointError, DeviceError, GenerationError, InputError, OutputError, PresetError
     from .longform import Speech, speak
     from .pipeline import Bark, Generation
@@ -50,6 +51,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Bark", "Generation", "Speech", "speak", "SamplingOptions", "VoicePrompt", "BarkError", "CheckpointError", "DeviceError",
+    "Bark", "Generation", "Speech", "speak", "SamplingOptions", "DeviceOptions", "VoicePrompt", "BarkError",
+    "CheckpointError", "DeviceError",
     "GenerationError", "InputError", "OutputError", "PresetError", "__version__",
 ]
