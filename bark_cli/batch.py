@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from .claims import CLAIM_SUFFIX, claim, claim_path, release  # noqa: F401 - the batch's names
+from .claims import claim, release
 from .errors import BarkError, InputError, OutputError
 
 DEFAULT_TEMPLATE = "{index:05d}.wav"

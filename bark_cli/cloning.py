@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .hub import DEFAULT_MODEL, is_local_model, resolve_model
+from .hub import DEFAULT_MODEL, resolve_model
 from .hub import snapshot as hub_snapshot
 from .weights import read_configs
 from .config import GenerationConfig

@@ -23,7 +23,7 @@ from .decoding import GraphCache, StepKey, kv_cache, step_key
 from .models.fine import FineGPT
 from .models.gpt import GPT
 from .voice import VoicePrompt
-from .sampling import Generators, Noise, Pick, _filter, distribution, draw, draw_with, sample, uniform  # noqa: F401
+from .sampling import Generators, Noise, Pick, sample
 
 # The semantic loop asks the device whether every item has stopped once per this many steps,
 # not every step: the question waits for all queued work, which idles a GPU between steps.

@@ -5,7 +5,7 @@ that it repeats alone) against one generator shared by the batch, on random weig
     python bench/noise.py                                   # bark-small, batch 8, 150 tokens
     python bench/noise.py --dtype float32 --rounds 2
 
-Two measurements. The draws alone: `generation.draw` on each stage's batch shape, per-row
+Two measurements. The draws alone: `sampling.draw` on each stage's batch shape, per-row
 generators against one generator, many repetitions (the part that differs, measured where the
 machine's noise is small). Then whole runs of `Bark.generate_batch`, the two ways in turns
 (shared, per-item, per-item, shared, ...), so that a change in the machine's load reaches both.
@@ -27,7 +27,8 @@ from bark_cli import pipeline
 from bark_cli.weights import random_weights
 from bark_cli.bench import FixedTokenizer, bark_config, cpu_name
 from bark_cli.config import DeviceOptions, GenerationConfig, SamplingOptions
-from bark_cli.generation import coarse_steps, draw
+from bark_cli.generation import coarse_steps
+from bark_cli.sampling import draw
 from bark_cli.models.kernels import median_time
 
 

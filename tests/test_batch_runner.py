@@ -238,7 +238,7 @@ def test_claims_keep_a_live_runs_items_and_take_over_a_dead_ones(tmp_path):
     import subprocess
     import sys
 
-    from bark_cli.batch import claim_path
+    from bark_cli.claims import claim_path
 
     (tmp_path / "in.txt").write_text("one\ntwo\nthree\n")
     out = tmp_path / "out"
@@ -268,7 +268,7 @@ def test_claims_keep_a_live_runs_items_and_take_over_a_dead_ones(tmp_path):
 
 
 def test_claims_are_released_when_an_item_fails(tmp_path):
-    from bark_cli.batch import claim_path
+    from bark_cli.claims import claim_path
 
     (tmp_path / "in.txt").write_text("ok\nboom\n")
     items = plan_outputs(read_items([str(tmp_path / "in.txt")]), tmp_path / "out")

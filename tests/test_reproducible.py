@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from bark_cli.config import SamplingOptions
 from bark_cli.cli import app
-from bark_cli.generation import draw
+from bark_cli.sampling import draw
 from bark_cli.longform import plan_text, speak
 from bark_cli.pipeline import stage_seed
 

@@ -11,7 +11,7 @@ import torch
 
 from bark_cli.config import GenerationConfig, Sampling, SamplingOptions
 from bark_cli.errors import InputError
-from bark_cli.generation import distribution, draw, sample
+from bark_cli.sampling import distribution, draw, sample
 
 
 def test_draw_follows_the_probabilities():

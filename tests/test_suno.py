@@ -219,7 +219,7 @@ def test_greedy_tokens_of_every_stage_equal_the_hub_folders(barks, text, voice):
 
 def test_suno_files_sample_with_suno_defaults(barks):
     from bark_cli.config import Sampling
-    from bark_cli.generation import distribution
+    from bark_cli.sampling import distribution
 
     ours, hub = barks
     assert (ours.config.semantic_temperature, ours.config.coarse_temperature, ours.config.fine_temperature,

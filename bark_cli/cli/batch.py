@@ -101,19 +101,31 @@ def batch(
                             hardware=hardware, voice=voice, sampling=sampling, gap=gap, batch_size=size,
                             subtype=subtype.value if subtype else None, overwrite=overwrite)
 
+    summary = _run_here(out, items, model, revision, hardware, voice, gap, size, sampling,
+                        subtype.value if subtype else None, overwrite, report)
+    finish(out, summary, len(items), output_dir)
+
+
+def _run_here(out: Output, items: list[runner.Item], model: str, revision: str | None, hardware: DeviceOptions,
+              voice: str | None, gap: float, size: int | None, sampling: SamplingOptions, subtype: str | None,
+              overwrite: bool, report: Path | None) -> runner.Summary:
+    """The items on this machine: one model, groups of one voice batched together."""
     bark, _ = load_model(out, model, revision, hardware)
     speaker = Speaker(bark, voice, gap, size, sampling)
     with contextlib.ExitStack() as stack:
-        report_file = _open_report(stack, report)
+        report_file = open_report(stack, report)
         speaker.progress = bars = stack.enter_context(out.stages())
         group_size = size or bark.runtime.auto_batch_size(bark.weights.config)
-        summary = runner.run_batch(speaker.speak_group, items, group_key=speaker.group_key, batch_size=group_size,
-                                   overwrite=overwrite, subtype=subtype.value if subtype else None,
-                                   report=report_file,
-                                   on_item=_item_reporter(out, bars.items(len(items)) if bars else None))
+        return runner.run_batch(speaker.speak_group, items, group_key=speaker.group_key, batch_size=group_size,
+                                overwrite=overwrite, subtype=subtype, report=report_file,
+                                on_item=_item_reporter(out, bars.items(len(items)) if bars else None))
+
+
+def finish(out: Output, summary: runner.Summary, total: int, output_dir: Path, where: str = "") -> None:
+    """The closing line; exit 1 when any item failed."""
     claimed = f", {summary.count('claimed')} left to another run" if summary.count("claimed") else ""
     out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped{claimed}, {summary.failed} failed "
-             f"of {len(items)} item(s) in {output_dir}")
+             f"of {total} item(s) in {output_dir}{where}")
     if summary.failed:
         raise typer.Exit(1)
 
@@ -149,7 +161,7 @@ def _item_reporter(out: Output, items_bar):
     return on_item
 
 
-def _open_report(stack: contextlib.ExitStack, report: Path | None):
+def open_report(stack: contextlib.ExitStack, report: Path | None):
     if report is None:
         return None
     try:

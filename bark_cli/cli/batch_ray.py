@@ -6,10 +6,8 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-import typer
-
 from ..config import DeviceOptions, SamplingOptions
-from ..errors import OutputError
+from .batch import finish, open_report
 from .output import Output
 
 
@@ -24,12 +22,7 @@ def batch_on_ray(out: Output, items: list, output_dir: Path, *, address: str | N
     speaking = raybatch.Speaking(model=model, revision=revision, hardware=hardware, voice=voice, sampling=sampling,
                                  gap=gap, batch_size=batch_size, subtype=subtype, overwrite=overwrite)
     with contextlib.ExitStack() as stack:
-        report_file = None
-        if report is not None:
-            try:
-                report_file = stack.enter_context(open(report, "a", encoding="utf-8"))
-            except OSError as exc:
-                raise OutputError(f"cannot write {report}: {exc.strerror or exc}", "pick a writable --report path") from None
+        report_file = open_report(stack, report)
         bar = stack.enter_context(items_bar(out, len(items)))
         seconds = 0.0
 
@@ -42,11 +35,7 @@ def batch_on_ray(out: Output, items: list, output_dir: Path, *, address: str | N
                 out.warning(f"item {outcome.index} ({where}) failed: {outcome.error}")
 
         summary = raybatch.run_on_ray(items, speaking, address=address, report=report_file, on_item=on_item)
-    claimed = f", {summary.count('claimed')} left to another run" if summary.count("claimed") else ""
-    out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped{claimed}, {summary.failed} failed "
-             f"of {len(items)} item(s) in {output_dir} (on Ray)")
-    if summary.failed:
-        raise typer.Exit(1)
+    finish(out, summary, len(items), output_dir, " (on Ray)")
 
 
 @contextlib.contextmanager
