@@ -7,13 +7,11 @@ file carries always wins over the default here.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import CheckpointError, DeviceError, InputError
+from . import fields
+from .errors import DeviceError, InputError
 
 Progress = Callable[[str, int, int], None]
 """`progress(stage, done, total)`: how the library reports a stage's steps (it never prints)."""
@@ -27,66 +25,6 @@ MAX_VOCAB = 1 << 24
 MAX_WIDTH = 1 << 16
 MAX_LAYERS = 1024
 MAX_SAMPLE_RATE = 1_000_000
-
-
-def _from_dict(cls, data: dict[str, Any] | None, section: str = ""):
-    """Build a dataclass from a JSON dict, keeping only the fields it knows (the Hub files hold
-    dozens of unrelated `GenerationConfig` keys) and leaving defaults where a key is absent or null.
-    Each value must have its field's type (CheckpointError naming the key otherwise); `section`
-    prefixes the key in messages."""
-    data = _section(data, section)
-    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
-    given = {k: _typed(f"{section}{k}", v, kinds[k]) for k, v in data.items() if k in kinds and v is not None}
-    return cls(**given)
-
-
-def _section(data: Any, name: str) -> dict[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        where = name.rstrip(".") or "the file"
-        raise CheckpointError(f"{where} is {_show(data)}, not an object", "re-download the model")
-    return data
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (dict, list, str, int, float, bool)) or value is None else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _typed(key: str, value: Any, kind: str) -> Any:
-    """`value` as the field type `kind` ("int", "float | None", "list[int]", ...) or CheckpointError."""
-    kind = kind.replace(" | None", "")
-    if kind.startswith("list["):
-        inner = kind[5:-1]
-        if not isinstance(value, list) or not value:
-            raise CheckpointError(f"{key} is {_show(value)}, not a non-empty list of {inner}s", "re-download the model")
-        return [_typed(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise CheckpointError(f"{key} is {_show(value)}, not true or false", "re-download the model")
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise CheckpointError(f"{key} is {_show(value)}, not a string", "re-download the model")
-        return value
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if kind == "float" and number:
-        return value
-    if kind == "int" and number and value == int(value):
-        return int(value)
-    raise CheckpointError(f"{key} is {_show(value)}, not {'an integer' if kind == 'int' else 'a number'}",
-                          "re-download the model")
-
-
-def _require(ok: bool, key: str, value: Any, rule: str) -> None:
-    if not ok:
-        raise CheckpointError(f"{key} is {_show(value)}: {rule}", "re-download the model, or fix its config")
-
-
-def _in_range(config: Any, section: str, name: str, low: float, high: float) -> None:
-    value = getattr(config, name)
-    _require(low <= value <= high, f"{section}{name}", value, f"must lie in {low}..{high}")
 
 
 @dataclass
@@ -104,17 +42,17 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, section: str = "") -> "GPTConfig":
-        return _from_dict(cls, data, section).validate(section)
+        return fields.from_dict(cls, data, section).validate(section)
 
     def validate(self, section: str = "") -> "GPTConfig":
         """Raise CheckpointError for sizes no model can be built with; return self."""
         for name, high in (("block_size", MAX_WIDTH), ("input_vocab_size", MAX_VOCAB),
                            ("output_vocab_size", MAX_VOCAB), ("num_layers", MAX_LAYERS),
                            ("num_heads", MAX_WIDTH), ("hidden_size", MAX_WIDTH)):
-            _in_range(self, section, name, 1, high)
-        _require(self.hidden_size % self.num_heads == 0, f"{section}hidden_size", self.hidden_size,
+            fields.in_range(self, section, name, 1, high)
+        fields.require(self.hidden_size % self.num_heads == 0, f"{section}hidden_size", self.hidden_size,
                  f"must be a multiple of num_heads ({self.num_heads})")
-        _require(0 <= self.dropout < 1, f"{section}dropout", self.dropout, "must lie in [0, 1)")
+        fields.require(0 <= self.dropout < 1, f"{section}dropout", self.dropout, "must lie in [0, 1)")
         return self
 
 
@@ -129,12 +67,12 @@ class FineConfig(GPTConfig):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, section: str = "") -> "FineConfig":
-        return _from_dict(cls, data, section).validate(section)
+        return fields.from_dict(cls, data, section).validate(section)
 
     def validate(self, section: str = "") -> "FineConfig":
         super().validate(section)
-        _in_range(self, section, "n_codes_total", 1, 64)
-        _in_range(self, section, "n_codes_given", 1, self.n_codes_total)
+        fields.in_range(self, section, "n_codes_total", 1, 64)
+        fields.in_range(self, section, "n_codes_given", 1, self.n_codes_total)
         return self
 
 
@@ -165,7 +103,7 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, section: str = "") -> "CodecConfig":
-        return _from_dict(cls, data, section).validate(section)
+        return fields.from_dict(cls, data, section).validate(section)
 
     def validate(self, section: str = "") -> "CodecConfig":
         """Raise CheckpointError for values no codec can be built with; return self."""
@@ -176,16 +114,16 @@ class CodecConfig:
                                 ("dilation_growth_rate", 1, 64), ("compress", 1, MAX_WIDTH),
                                 ("num_lstm_layers", 0, 64), ("trim_right_ratio", 0, 1),
                                 ("codebook_size", 2, MAX_VOCAB)):
-            _in_range(self, section, name, low, high)
-        _require(len(self.upsampling_ratios) <= 16 and all(1 <= r <= 64 for r in self.upsampling_ratios),
+            fields.in_range(self, section, name, low, high)
+        fields.require(len(self.upsampling_ratios) <= 16 and all(1 <= r <= 64 for r in self.upsampling_ratios),
                  f"{section}upsampling_ratios", self.upsampling_ratios, "at most 16 ratios, each in 1..64")
-        _require(all(0 < b <= 1e4 for b in self.target_bandwidths), f"{section}target_bandwidths",
+        fields.require(all(0 < b <= 1e4 for b in self.target_bandwidths), f"{section}target_bandwidths",
                  self.target_bandwidths, "each must lie in (0, 10000] kbps")
         if self.codebook_dim is not None:
-            _in_range(self, section, "codebook_dim", 1, MAX_WIDTH)
-        _require(self.pad_mode in ("reflect", "constant", "replicate", "circular"), f"{section}pad_mode",
+            fields.in_range(self, section, "codebook_dim", 1, MAX_WIDTH)
+        fields.require(self.pad_mode in ("reflect", "constant", "replicate", "circular"), f"{section}pad_mode",
                  self.pad_mode, "must be reflect, constant, replicate or circular")
-        _require(1 <= self.num_quantizers <= 1024, f"{section}target_bandwidths", self.target_bandwidths,
+        fields.require(1 <= self.num_quantizers <= 1024, f"{section}target_bandwidths", self.target_bandwidths,
                  f"gives {self.num_quantizers} codebooks; 1..1024 can be built")
         return self
 
@@ -223,12 +161,12 @@ class BarkConfig:
     def from_dict(cls, data: dict[str, Any]) -> "BarkConfig":
         """Read a `config.json`. Wrong types and impossible sizes raise CheckpointError naming
         the key (e.g. `semantic_config.num_heads`)."""
-        data = _section(data, "")
+        data = fields.object_at(data, "")
         return cls(
             semantic=GPTConfig.from_dict(data.get("semantic_config"), "semantic_config."),
             coarse=GPTConfig.from_dict(
                 {"input_vocab_size": 12_096, "output_vocab_size": 12_096,
-                 **_section(data.get("coarse_acoustics_config"), "coarse_acoustics_config.")},
+                 **fields.object_at(data.get("coarse_acoustics_config"), "coarse_acoustics_config.")},
                 "coarse_acoustics_config.",
             ),
             fine=FineConfig.from_dict(data.get("fine_acoustics_config"), "fine_acoustics_config."),
@@ -300,10 +238,10 @@ class GenerationConfig:
     def from_dict(cls, data: dict[str, Any] | None) -> "GenerationConfig":
         """Read a Hub `generation_config.json` (sections `semantic_config`,
         `coarse_acoustics_config`, `fine_acoustics_config`)."""
-        data = _section(data, "")
-        semantic = _section(data.get("semantic_config"), "semantic_config.")
-        coarse = _section(data.get("coarse_acoustics_config"), "coarse_acoustics_config.")
-        fine = _section(data.get("fine_acoustics_config"), "fine_acoustics_config.")
+        data = fields.object_at(data, "")
+        semantic = fields.object_at(data.get("semantic_config"), "semantic_config.")
+        coarse = fields.object_at(data.get("coarse_acoustics_config"), "coarse_acoustics_config.")
+        fine = fields.object_at(data.get("fine_acoustics_config"), "fine_acoustics_config.")
         flat: dict[str, Any] = {}
         for section in (fine, coarse, semantic):  # semantic last: its max_new_tokens is the one
             flat.update({k: v for k, v in section.items() if v is not None})
@@ -322,7 +260,7 @@ class GenerationConfig:
             flat["fine_temperature"] = fine["temperature"]
         if semantic.get("min_eos_p") is not None:
             flat["min_eos_p"] = semantic["min_eos_p"]
-        return _from_dict(cls, flat).validate()
+        return fields.from_dict(cls, flat).validate()
 
     def validate(self) -> "GenerationConfig":
         """Raise CheckpointError for constants generation cannot run with; return self."""
@@ -340,13 +278,13 @@ class GenerationConfig:
             ("semantic_temperature", 0, 100), ("coarse_temperature", 0, 100), ("fine_temperature", 0, 100),
             ("min_eos_p", 0, 1),
         ):
-            _in_range(self, "", name, low, high)
-        _require(self.max_fine_history_length < self.max_fine_input_length, "max_fine_history_length",
+            fields.in_range(self, "", name, low, high)
+        fields.require(self.max_fine_history_length < self.max_fine_input_length, "max_fine_history_length",
                  self.max_fine_history_length, f"must be below max_fine_input_length ({self.max_fine_input_length})")
         for stage in STAGES:
             top_k, top_p = getattr(self, f"{stage}_top_k"), getattr(self, f"{stage}_top_p")
-            _require(top_k is None or top_k >= 1, f"{stage}_top_k", top_k, "must be 1 or more")
-            _require(top_p is None or 0 < top_p <= 1, f"{stage}_top_p", top_p, "must lie in (0, 1]")
+            fields.require(top_k is None or top_k >= 1, f"{stage}_top_k", top_k, "must be 1 or more")
+            fields.require(top_p is None or 0 < top_p <= 1, f"{stage}_top_p", top_p, "must lie in (0, 1]")
         return self
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from . import batch as runner
-from . import errors
+from . import claims, errors
 from .config import DeviceOptions, SamplingOptions
 from .errors import BarkError, DeviceError, GenerationError, InputError
 from .groups import Speaker
@@ -147,10 +147,10 @@ def run_on_ray(
         if pending:
             with _connected(ray, address), contextlib.closing(_outcomes(ray, list(pending.values()), speaking)) as made:
                 for outcome in made:
-                    runner.release(pending.pop(outcome.index).output)
+                    claims.release(pending.pop(outcome.index).output)
                     record(outcome)
             for item in list(pending.values()):  # in a batch Ray Data gave up on (max_errored_blocks)
-                runner.release(pending.pop(item.index).output)
+                claims.release(pending.pop(item.index).output)
                 record(runner.Outcome(item.index, "failed", str(item.output), item.source, item.line, seed=item.seed,
                                       error="its batch failed on a Ray worker (see the Ray logs)"))
     except BaseException as exc:
@@ -164,7 +164,7 @@ def run_on_ray(
         # gone; a worker of a cluster may still be dying, and the next run removes what it leaves.
         for item in pending.values():
             _remove_parts(item.output)
-            runner.release(item.output)
+            claims.release(item.output)
     return record.summary
 
 

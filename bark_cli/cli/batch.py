@@ -18,7 +18,7 @@ from .options import (
     DEFAULT_MODEL, LONG, OUTPUT, BatchSizeOpt, DeviceOptions, ModelOpt, OverwriteOpt, QuietOpt, RevisionOpt, SeedOpt,
     Subtype, VoiceOpt, device_options, parse_batch_size, sampling_options,
 )
-from .output import Output, examples
+from .output import Output, examples, finish, open_report
 
 BATCH_EXAMPLES = examples(
     "bark batch lines.txt --output-dir out",
@@ -121,15 +121,6 @@ def _run_here(out: Output, items: list[runner.Item], model: str, revision: str |
                                 on_item=_item_reporter(out, bars.items(len(items)) if bars else None))
 
 
-def finish(out: Output, summary: runner.Summary, total: int, output_dir: Path, where: str = "") -> None:
-    """The closing line; exit 1 when any item failed."""
-    claimed = f", {summary.count('claimed')} left to another run" if summary.count("claimed") else ""
-    out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped{claimed}, {summary.failed} failed "
-             f"of {total} item(s) in {output_dir}{where}")
-    if summary.failed:
-        raise typer.Exit(1)
-
-
 def _plan(inputs: list[str], whole_file: bool, jsonl: bool | None, output_dir: Path, template: str,
           shard: str | None) -> list[runner.Item]:
     """Read the items and plan every output (collisions refused) before anything is created or
@@ -159,12 +150,3 @@ def _item_reporter(out: Output, items_bar):
             out.warning(f"item {outcome.index} ({where}) failed: {outcome.error}")
 
     return on_item
-
-
-def open_report(stack: contextlib.ExitStack, report: Path | None):
-    if report is None:
-        return None
-    try:
-        return stack.enter_context(open(report, "a", encoding="utf-8"))
-    except OSError as exc:
-        raise OutputError(f"cannot write {report}: {exc.strerror or exc}", "pick a writable --report path") from None

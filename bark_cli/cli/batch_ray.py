@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..config import DeviceOptions, SamplingOptions
-from .batch import finish, open_report
-from .output import Output
+from .output import Output, finish, open_report
 
 
 def batch_on_ray(out: Output, items: list, output_dir: Path, *, address: str | None, report: Path | None,

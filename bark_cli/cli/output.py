@@ -9,11 +9,18 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import typer
 
 from rich.markup import escape
 
+from ..errors import OutputError
 from .errors import EXIT_HELP, print_warning, printable
+
+if TYPE_CHECKING:
+    from ..batch import Summary
 
 
 class Output:
@@ -133,3 +140,22 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def open_report(stack: contextlib.ExitStack, report: Path | None):
+    """The --report file, opened for appending inside `stack` (None without one)."""
+    if report is None:
+        return None
+    try:
+        return stack.enter_context(open(report, "a", encoding="utf-8"))
+    except OSError as exc:
+        raise OutputError(f"cannot write {report}: {exc.strerror or exc}", "pick a writable --report path") from None
+
+
+def finish(out: Output, summary: Summary, total: int, output_dir: Path, where: str = "") -> None:
+    """The closing line; exit 1 when any item failed."""
+    claimed = f", {summary.count('claimed')} left to another run" if summary.count("claimed") else ""
+    out.note(f"{summary.count('done')} done, {summary.count('skipped')} skipped{claimed}, {summary.failed} failed "
+             f"of {total} item(s) in {output_dir}{where}")
+    if summary.failed:
+        raise typer.Exit(1)
