@@ -200,12 +200,15 @@ def load_once():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("doc", [str(d.relative_to(ROOT)) for d in DOCS])
+# The documents with something to run: the others (the library, the performance record, guides
+# whose examples need a server, Ray or a recording) are covered by the not-run check above.
+WITH_RUNNABLE = sorted({e.doc for e in ALL if e.skip is None})
+
+
+@pytest.mark.parametrize("doc", WITH_RUNNABLE)
 def test_examples_run(doc, tiny_checkpoint, tmp_path, monkeypatch, load_once):
     """A document's runnable examples in order, in one folder (later ones use what earlier ones made)."""
     runnable = [e for e in ALL if e.doc == doc and e.skip is None]
-    if not runnable:
-        pytest.skip(f"{doc} has no runnable bark example")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BARK_VOICES_DIR", str(tmp_path / "voices"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
