@@ -73,6 +73,26 @@ def test_first_segments_go_before_later_ones(bark, voice):
     assert batches == [["Long 0.", "Short."], ["Long 1.", "Long 2."], ["Long 3."]]
 
 
+def test_a_batch_that_starts_a_request_holds_nothing_after_that_round(bark, voice):
+    """A lone long request's first segment runs alone, as `bark say` runs it, and the rest after
+    it: its own later segments do not delay its first audio (nor a request that lands meanwhile)."""
+    batches = []
+
+    def generate(bark, texts, *args):
+        batches.append(list(texts))
+        return generate_segments(bark, texts, *args)
+
+    scheduler = accepting(bark, generate, max_batch=8)
+    try:
+        long = scheduler.submit([f"Long {n}." for n in range(4)], voice, voice_key(voice), FAST, 1)
+        scheduler.start()
+        for future in long.futures:
+            future.result(120)
+    finally:
+        scheduler.stop(60)
+    assert batches == [["Long 0."], ["Long 1.", "Long 2.", "Long 3."]]
+
+
 def test_a_cancelled_job_is_never_run_and_says_so(bark, voice):
     scheduler = accepting(bark)  # never started: nothing can run
     job = scheduler.submit(["Never."], voice, voice_key(voice), FAST, 1)

@@ -5,7 +5,8 @@ The thread loads the model, then loops: take a batch, run it, hand each segment 
 batch holds up to `max_batch` segments that share a voice and sampling options (what one
 `Bark.generate_batch` call takes), chosen round by round: each waiting job's next segment, the
 jobs whose next segment is their first ahead of the others, then each job's following segment,
-and so on. A new request's first audio so waits for at most the batch in progress.
+and so on; a round that holds some job's first segment is the batch's last. A new request's
+first audio so waits for at most the batch in progress and one round.
 
 Segment j of a job runs with the seed `seed + j` and the job's voice and sampling, exactly as
 `longform.stream` runs it for `bark say`; generate_batch gives each item noise of its own, so a
@@ -205,13 +206,19 @@ class Scheduler:
         fellows = [job for job in ready if job.key == key]
         rows: list[tuple[Job, int]] = []
         while len(rows) < self.max_batch and fellows:
+            firsts = False
             for job in list(fellows):
                 if len(rows) == self.max_batch:
                     break
+                firsts = firsts or job.next == 0
                 rows.append((job, job.next))
                 job.next += 1
                 if job.next == len(job.texts):
                     fellows.remove(job)
+            if firsts:
+                # A round that starts some request ends the batch: its first audio then waits one
+                # round's time, not its own later segments' (`bark say` runs a first segment alone).
+                break
         return rows
 
     def _run_batch(self, rows: list[tuple[Job, int]]) -> None:
