@@ -114,7 +114,7 @@ def sdpa_choice(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | Non
 
 def pick_cuda_graphs(cuda_graphs: bool | None, device: torch.device) -> bool:
     """None: graphs wherever the device is CUDA, since a replayed decode step launches its few
-    hundred kernels at once (several times faster than eager on a GPU; README's figures)."""
+    hundred kernels at once (several times faster than eager on a GPU; docs/guide/performance.md)."""
     if cuda_graphs is None:
         return device.type == "cuda"
     if cuda_graphs and device.type != "cuda":

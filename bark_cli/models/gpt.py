@@ -155,7 +155,7 @@ class GPT(nn.Module):
     def cache_dtype(self) -> torch.dtype:
         """The KV cache's dtype: the activations' (linears may be int8), except on the CPU under
         bfloat16, where it stays float32: PyTorch's CPU attention over a bfloat16 cache runs at
-        well under half its float32 speed on the CPUs measured (README, Performance)."""
+        well under half its float32 speed on the CPUs measured (docs/guide/performance.md)."""
         weight = self.position_embeds_layer.weight
         if weight.device.type == "cpu" and weight.dtype == torch.bfloat16:
             return torch.float32

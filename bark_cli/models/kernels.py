@@ -2,7 +2,7 @@
 
 A decode step only streams weights, so on the CPU the kernel behind each product decides a step's
 speed, and PyTorch's default choice was the slower one for both float32 and bfloat16 rows on the
-CPUs measured (README, Performance). Which one is faster depends on the CPU, so the choice is
+CPUs measured (docs/guide/performance.md). Which one is faster depends on the CPU, so the choice is
 measured once per CPU kind (`calibrate`: a fraction of a second) and kept in a small cache file;
 a kernel other than PyTorch's default is used only where it measured faster. On other devices
 everything here falls through to PyTorch's own dispatch.
@@ -34,7 +34,7 @@ from ..errors import DeviceError
 NATIVE_GELU_MAX_VALUES = 1 << 16
 
 # float32 CPU linears: PyTorch sends them to MKL, whose one-row product read weights at about
-# half oneDNN's rate on the CPUs measured (README, Performance), and prefill-sized ones were
+# half oneDNN's rate on the CPUs measured (docs/guide/performance.md), and prefill-sized ones were
 # slower too; so Linear may call oneDNN's product directly. A candidate only on x86-64 (ARM
 # builds send linears to other libraries) where this PyTorch build has the op.
 ONEDNN_LINEAR = (platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
@@ -42,7 +42,7 @@ ONEDNN_LINEAR = (platform.machine().lower() in ("x86_64", "amd64") and torch.bac
 
 # bfloat16 products of many rows go to oneDNN under PyTorch's default too, exactly where PyTorch
 # finds oneDNN's bfloat16 usable (AVX-512 or AMX); calling its op directly fuses the GELU into the
-# product instead of a separate pass over the fine stage's activations (README, Performance).
+# product instead of a separate pass over the fine stage's activations (docs/guide/performance.md).
 ONEDNN_BF16_LINEAR = ONEDNN_LINEAR and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
