@@ -3,6 +3,8 @@ first, and one request's failure kept to itself."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,16 @@ def accepting(bark, generate=generate_segments, **options) -> Scheduler:
     scheduler.bark = bark
     scheduler.ready.set()
     return scheduler
+
+
+def recording(batches: list) -> Callable:
+    """generate_segments, noting each batch's texts in `batches`."""
+
+    def generate(bark, texts, *args):
+        batches.append(list(texts))
+        return generate_segments(bark, texts, *args)
+
+    return generate
 
 
 def test_one_failing_request_leaves_the_others_in_its_batch_their_audio(bark, voice):
@@ -54,11 +66,7 @@ def test_one_failing_request_leaves_the_others_in_its_batch_their_audio(bark, vo
 
 def test_first_segments_go_before_later_ones(bark, voice):
     batches = []
-
-    def generate(bark, texts, *args):
-        batches.append(list(texts))
-        return generate_segments(bark, texts, *args)
-
+    generate = recording(batches)
     scheduler = accepting(bark, generate, max_batch=2)
     try:
         key = voice_key(voice)
@@ -77,11 +85,7 @@ def test_a_batch_that_starts_a_request_holds_nothing_after_that_round(bark, voic
     """A lone long request's first segment runs alone, as `bark say` runs it, and the rest after
     it: its own later segments do not delay its first audio (nor a request that lands meanwhile)."""
     batches = []
-
-    def generate(bark, texts, *args):
-        batches.append(list(texts))
-        return generate_segments(bark, texts, *args)
-
+    generate = recording(batches)
     scheduler = accepting(bark, generate, max_batch=8)
     try:
         long = scheduler.submit([f"Long {n}." for n in range(4)], voice, voice_key(voice), FAST, 1)

@@ -1,7 +1,7 @@
 """EnCodec 24 kHz decoder: codes → waveform (bark-spec §8).
 
-Bark never encodes audio, so only the decoding half is here: the residual vector quantizer's
-lookup tables and the SEANet decoder. The module tree copies transformers' `EncodecModel` so
+The decoding half: the residual vector quantizer's lookup (codec_quantizer.py, shared with the
+encoder that cloning uses, codec_encoder.py) and the SEANet decoder. The module tree copies transformers' `EncodecModel` so
 that its state-dict keys are the checkpoint's `codec_model.*` keys with the prefix removed
 (§8.4):
 
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..config import CodecConfig
 from ..errors import CheckpointError, InputError
+from .codec_quantizer import ResidualVectorQuantizer
 
 # ---------------------------------------------------------------------------------------------
 # Padding arithmetic. Called only from PaddedConv1d / TrimmedConvTranspose1d.forward.
@@ -214,47 +215,6 @@ class SEANetDecoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x
-
-
-# ---------------------------------------------------------------------------------------------
-# Residual vector quantizer (decode only)
-# ---------------------------------------------------------------------------------------------
-
-
-class Codebook(nn.Module):
-    """One codebook's table. Only `embed` is kept: EnCodec's other buffers (`inited`,
-    `cluster_size`, `embed_avg`) serve k-means training and are dropped at load."""
-
-    def __init__(self, codebook_size: int, dim: int) -> None:
-        super().__init__()
-        self.embed = nn.Buffer(torch.zeros(codebook_size, dim))
-
-    def decode(self, codes: Tensor) -> Tensor:  # (B, T) -> (B, T, dim)
-        return F.embedding(codes, self.embed)
-
-
-class VectorQuantization(nn.Module):
-    """Holds one `Codebook` under the checkpoint's name `codebook`."""
-
-    def __init__(self, codebook_size: int, dim: int) -> None:
-        super().__init__()
-        self.codebook = Codebook(codebook_size, dim)
-
-
-class ResidualVectorQuantizer(nn.Module):
-    """All `num_quantizers` codebooks (32 for 24 kHz); Bark indexes the first 8 (§8.2)."""
-
-    def __init__(self, config: CodecConfig) -> None:
-        super().__init__()
-        dim = config.codebook_dim or config.hidden_size
-        self.layers = nn.ModuleList(
-            VectorQuantization(config.codebook_size, dim) for _ in range(config.num_quantizers)
-        )
-
-    def decode(self, codes: Tensor) -> Tensor:
-        """(B, n_q, T) codes → (B, dim, T): the sum of each codebook's looked-up rows."""
-        out = sum(self.layers[i].codebook.decode(codes[:, i]) for i in range(codes.shape[1]))
-        return out.transpose(1, 2)  # (B, T, dim) -> (B, dim, T)
 
 
 # ---------------------------------------------------------------------------------------------

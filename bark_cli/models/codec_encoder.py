@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..config import CodecConfig
 from ..errors import CheckpointError
 from .codec import WEIGHT_NORM_SUFFIXES, PaddedConv1d, ResidualLSTM, ResnetBlock, _check_supported
+from .codec_quantizer import ResidualVectorQuantizer
 
 # Bark's codes: EnCodec 24 kHz at 6 kbps (bark-spec §8.2).
 BANDWIDTH_KBPS = 6.0
@@ -54,49 +55,6 @@ class SEANetEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x
-
-
-class Codebook(nn.Module):
-    """One codebook's rows; `encode` picks the nearest row by Euclidean distance."""
-
-    def __init__(self, codebook_size: int, dim: int) -> None:
-        super().__init__()
-        self.embed = nn.Buffer(torch.zeros(codebook_size, dim))
-
-    def encode(self, x: Tensor) -> Tensor:  # (N, dim) -> (N,)
-        # ‖x‖² − 2·x·e + ‖e‖², negated and maximised, term for term as EnCodec computes it, so
-        # that a near tie falls the same way as in the reference implementation.
-        embed = self.embed.t()
-        dist = -(x.pow(2).sum(1, keepdim=True) - 2 * x @ embed + embed.pow(2).sum(0, keepdim=True))
-        return dist.max(dim=-1).indices
-
-    def decode(self, codes: Tensor) -> Tensor:
-        return nn.functional.embedding(codes, self.embed)
-
-
-class VectorQuantization(nn.Module):
-    def __init__(self, codebook_size: int, dim: int) -> None:
-        super().__init__()
-        self.codebook = Codebook(codebook_size, dim)
-
-
-class ResidualVectorQuantizer(nn.Module):
-    def __init__(self, config: CodecConfig) -> None:
-        super().__init__()
-        dim = config.codebook_dim or config.hidden_size
-        self.layers = nn.ModuleList(VectorQuantization(config.codebook_size, dim)
-                                    for _ in range(config.num_quantizers))
-
-    def encode(self, latent: Tensor, n_q: int) -> Tensor:
-        """(B, dim, T) → (B, n_q, T): codebook i quantizes the residual the first i left."""
-        b, dim, t = latent.shape
-        residual = latent.transpose(1, 2).reshape(b * t, dim)  # (B, dim, T) -> (B·T, dim)
-        codes = []
-        for layer in self.layers[:n_q]:
-            index = layer.codebook.encode(residual)
-            residual = residual - layer.codebook.decode(index)
-            codes.append(index.view(b, t))
-        return torch.stack(codes, dim=1)
 
 
 def codebooks_for(config: CodecConfig, bandwidth_kbps: float) -> int:
