@@ -219,7 +219,6 @@ class Bark:
         return self.generate_batch([text], voice=voice, seed=seed, sampling=sampling, truncate=truncate,
                                    allow_early_stop=allow_early_stop, progress=progress)[0]
 
-    @torch.inference_mode()
     def generate_batch(self, texts: Sequence[str], *, voice: VoiceLike = None, seed: int | None = None,
                        seeds: Sequence[int] | None = None, sampling: SamplingOptions | None = None,
                        truncate: bool = False, allow_early_stop: bool = True,
@@ -233,46 +232,27 @@ class Bark:
         item `generate(text, seed=its seed)` makes alone, whatever else is in the batch.
         `allow_early_stop=False` holds EOS off, so exactly `max_semantic_tokens` are made.
         """
-        if not texts:
-            return []
+        run = self.start_batch(texts, voice=voice, seed=seed, seeds=seeds, sampling=sampling, truncate=truncate,
+                               allow_early_stop=allow_early_stop, progress=progress)
+        while not run.done:
+            run.step()
+        return run.results()
+
+    def start_batch(self, texts: Sequence[str], *, voice: VoiceLike = None, seed: int | None = None,
+                    seeds: Sequence[int] | None = None, sampling: SamplingOptions | None = None,
+                    truncate: bool = False, allow_early_stop: bool = True,
+                    progress: Progress | None = None) -> "BatchRun":
+        """`generate_batch` one stage a call (BatchRun.step), for a caller that runs other work
+        between stages or drops items no longer wanted. The texts and voice are checked here."""
         if seeds is not None and len(seeds) != len(texts):
             raise InputError(f"{len(seeds)} seeds for {len(texts)} texts", "give one seed per text")
         voice_prompt = self.resolve_voice(voice)
         tokenized = [self.tokenize(text, truncate) for text in texts]
-        options = sampling if sampling is not None else SamplingOptions()
-        cfg, stages = self.config, options.stages(self.config)
-        graphed = self.graphs if self.graphs is not None else self.runtime.cuda_graphs
         if seeds is None:
             seed = fresh_seed() if seed is None else seed
             seeds = [seed + i for i in range(len(texts))]
-        seeds = [int(s) for s in seeds]
-        generators = {stage: item_generators(seeds, stage, self.device) for stage in ("semantic", "coarse", "fine")}
-        seconds: dict[str, float] = {}
-
-        with self.stage("semantic", seconds) as model:
-            semantic = generation.generate_semantic(
-                model, [ids for ids, _ in tokenized], voice_prompt, cfg, stages["semantic"],
-                min_eos_p=options.min_eos_p_for(cfg), max_new_tokens=options.max_tokens_for(cfg),
-                generator=generators["semantic"], progress=progress, allow_early_stop=allow_early_stop,
-                graphed=graphed)
-        with self.stage("coarse", seconds) as model:
-            coarse = generation.generate_coarse(model, semantic, voice_prompt, cfg, stages["coarse"],
-                                                generator=generators["coarse"], progress=progress, graphed=graphed)
-        with self.stage("fine", seconds) as model:
-            fine = generation.generate_fine(model, coarse, voice_prompt, cfg, stages["fine"],
-                                            generator=generators["fine"], progress=progress)
-        with self.stage("decode", seconds):
-            audio = self.decode_batch(fine)
-            if progress:
-                progress("decode", len(fine), len(fine))
-
-        return [
-            # Items of one batch share one timing dict: the batch's time, not each item's.
-            Generation(audio=audio[i], sample_rate=self.sample_rate, semantic_tokens=semantic[i].astype(np.int64),
-                       coarse_tokens=coarse[i].astype(np.int64), fine_tokens=fine[i].astype(np.int64), seed=seeds[i],
-                       seconds=seconds, warnings=list(tokenized[i][1]))
-            for i in range(len(texts))
-        ]
+        return BatchRun(self, tokenized, voice_prompt, [int(s) for s in seeds],
+                        sampling if sampling is not None else SamplingOptions(), allow_early_stop, progress)
 
     def reserve_graphs(self, batch_size: int) -> None:
         """Size the graphed steps' KV caches for batches of up to `batch_size` items at once, so
@@ -331,3 +311,85 @@ class Bark:
             for i, piece in zip(present, np.split(joined, np.cumsum(lengths)[:-1], axis=-1)):
                 audio[i] = piece
         return audio
+
+
+class BatchRun:
+    """One batch on its way through the stages: `step()` runs the next one ("semantic",
+    "coarse", "fine", "decode"), `drop(items)` takes items out between stages (what is left is
+    the batch those items would make without them: each item's noise is its own), and
+    `results()` gives one Generation per item, None for a dropped one. Stages of different runs
+    may alternate; a stage itself always runs whole, so CUDA graphs and KV caches never mix."""
+
+    STAGES = ("semantic", "coarse", "fine", "decode")
+
+    def __init__(self, bark: Bark, tokenized: list[tuple[list[int], list[str]]], voice: VoicePrompt | None,
+                 seeds: list[int], options: SamplingOptions, allow_early_stop: bool, progress: Progress | None):
+        self.bark, self.voice, self.seeds, self.options = bark, voice, seeds, options
+        self.allow_early_stop, self.progress = allow_early_stop, progress
+        self.warnings = [list(w) for _, w in tokenized]
+        self.items = list(range(len(seeds)))  # the items still wanted, in batch order
+        self.tokens: dict[str, list] = {"text": [ids for ids, _ in tokenized]}  # each stage's output, by item
+        self.generators = {stage: item_generators(seeds, stage, bark.device) for stage in ("semantic", "coarse", "fine")}
+        self.seconds: dict[str, float] = {}
+        self.stage = 0
+
+    @property
+    def done(self) -> bool:
+        return self.stage == len(self.STAGES) or not self.items
+
+    @property
+    def next_stage(self) -> str | None:
+        return None if self.done else self.STAGES[self.stage]
+
+    def drop(self, items) -> None:
+        """Take these items (indices of the texts given) out of the stages still to run."""
+        gone = set(items)
+        keep = [k for k, item in enumerate(self.items) if item not in gone]
+        self.items = [self.items[k] for k in keep]
+        for name, values in self.tokens.items():
+            self.tokens[name] = [values[k] for k in keep]
+        for name, values in self.generators.items():
+            self.generators[name] = [values[k] for k in keep]
+
+    @torch.inference_mode()
+    def step(self) -> str:
+        """Run the next stage for the items still wanted; returns its name."""
+        name = self.STAGES[self.stage]
+        bark, cfg, options = self.bark, self.bark.config, self.options
+        stages = options.stages(cfg)
+        graphed = bark.graphs if bark.graphs is not None else bark.runtime.cuda_graphs
+        with bark.stage(name, self.seconds) as model:
+            if name == "semantic":
+                made = generation.generate_semantic(
+                    model, self.tokens["text"], self.voice, cfg, stages["semantic"],
+                    min_eos_p=options.min_eos_p_for(cfg), max_new_tokens=options.max_tokens_for(cfg),
+                    generator=self.generators["semantic"], progress=self.progress,
+                    allow_early_stop=self.allow_early_stop, graphed=graphed)
+            elif name == "coarse":
+                made = generation.generate_coarse(model, self.tokens["semantic"], self.voice, cfg, stages["coarse"],
+                                                  generator=self.generators["coarse"], progress=self.progress,
+                                                  graphed=graphed)
+            elif name == "fine":
+                made = generation.generate_fine(model, self.tokens["coarse"], self.voice, cfg, stages["fine"],
+                                                generator=self.generators["fine"], progress=self.progress)
+            else:
+                made = bark.decode_batch(self.tokens["fine"])
+                if self.progress:
+                    self.progress("decode", len(made), len(made))
+        self.tokens[name] = list(made)
+        self.stage += 1
+        return name
+
+    def results(self) -> list[Generation | None]:
+        """One Generation per text given (None where dropped); after the last step."""
+        if not self.done:
+            raise RuntimeError("the batch has stages still to run")
+        made: list[Generation | None] = [None] * len(self.seeds)
+        for k, i in enumerate(self.items):
+            # Items of one batch share one timing dict: the batch's time, not each item's.
+            made[i] = Generation(audio=self.tokens["decode"][k], sample_rate=self.bark.sample_rate,
+                                 semantic_tokens=self.tokens["semantic"][k].astype(np.int64),
+                                 coarse_tokens=self.tokens["coarse"][k].astype(np.int64),
+                                 fine_tokens=self.tokens["fine"][k].astype(np.int64), seed=self.seeds[i],
+                                 seconds=self.seconds, warnings=self.warnings[i])
+        return made

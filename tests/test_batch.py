@@ -100,6 +100,36 @@ def test_generate_batch_end_to_end_equals_solo(bark, voice):
         np.testing.assert_array_equal(many.audio, one.audio)
 
 
+@pytest.mark.parametrize("after", ["semantic", "coarse", "fine"])
+def test_items_dropped_between_stages_leave_the_others_as_made_alone(bark, voice, after):
+    """Sampled, with seeds: an item taken out of a batch after a stage is gone from the results,
+    and the items left are what each makes alone with its seed."""
+    texts = ["Hello world", "A slightly longer sentence, with a pause.", "Short."]
+    options = dict(voice=voice, sampling=SamplingOptions(max_semantic_tokens=20, min_eos_p=0))
+    run = bark.start_batch(texts, seeds=[11, 12, 13], **options)
+    stages = []
+    while not run.done:
+        stages.append(run.step())
+        if stages[-1] == after:
+            run.drop([1])
+    assert stages == ["semantic", "coarse", "fine", "decode"]
+    made = run.results()
+    assert made[1] is None
+    for i in (0, 2):
+        one = bark.generate(texts[i], seed=11 + i, **options)
+        assert made[i].seed == 11 + i
+        np.testing.assert_array_equal(made[i].semantic_tokens, one.semantic_tokens)
+        np.testing.assert_array_equal(made[i].audio, one.audio)
+
+
+def test_a_batch_whose_items_are_all_dropped_is_done_with_no_results(bark):
+    run = bark.start_batch(["One.", "Two."], seed=3, sampling=SamplingOptions(max_semantic_tokens=8, min_eos_p=0))
+    assert run.step() == "semantic"
+    run.drop([0, 1])
+    assert run.done and run.next_stage is None
+    assert run.results() == [None, None]
+
+
 def test_graph_step_generates_the_eager_tokens(bark, voice):
     """decoding.GraphStep runs the static step eagerly off CUDA: same tokens as the eager step
     in the semantic stage and in the coarse stage, whose windows extend the cache and re-prefill."""

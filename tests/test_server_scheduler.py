@@ -3,6 +3,7 @@ first, and one request's failure kept to itself."""
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 
 from bark_cli.config import SamplingOptions
 from bark_cli.errors import InputError
-from bark_cli.server.scheduler import Dropped, Scheduler, generate_segments, voice_key
+from bark_cli.server.metrics import Metrics
+from bark_cli.server.scheduler import Dropped, Scheduler, begin_segments, voice_key
 
 FAST = SamplingOptions(max_semantic_tokens=8, min_eos_p=0)
 
@@ -20,36 +22,36 @@ def voice(bark):
     return bark.resolve_voice("v2/en_speaker_6")
 
 
-def accepting(bark, generate=generate_segments, **options) -> Scheduler:
+def accepting(bark, begin=begin_segments, **options) -> Scheduler:
     """A scheduler that takes jobs before its thread starts, so that a test can queue several
     and know they all wait when the first batch is taken."""
-    scheduler = Scheduler(lambda: bark, generate, **options)
+    scheduler = Scheduler(lambda: bark, begin, **options)
     scheduler.bark = bark
     scheduler.ready.set()
     return scheduler
 
 
 def recording(batches: list) -> Callable:
-    """generate_segments, noting each batch's texts in `batches`."""
+    """begin_segments, noting each batch's texts in `batches`."""
 
-    def generate(bark, texts, *args):
+    def begin(bark, texts, *args):
         batches.append(list(texts))
-        return generate_segments(bark, texts, *args)
+        return begin_segments(bark, texts, *args)
 
-    return generate
+    return begin
 
 
 def test_one_failing_request_leaves_the_others_in_its_batch_their_audio(bark, voice):
     calls = []
 
-    def generate(bark, texts, *args):
+    def begin(bark, texts, *args):
         # A fault in one row, as a bad input would raise it deep in generation.
         calls.append(list(texts))
         if any("poison" in text for text in texts):
             raise InputError("this text cannot be spoken")
-        return generate_segments(bark, texts, *args)
+        return begin_segments(bark, texts, *args)
 
-    scheduler = accepting(bark, generate, max_batch=4)
+    scheduler = accepting(bark, begin, max_batch=4)
     try:
         key = voice_key(voice)
         jobs = [scheduler.submit([text], voice, key, FAST, 7) for text in ("Fine one.", "poison", "Fine two.")]
@@ -66,8 +68,8 @@ def test_one_failing_request_leaves_the_others_in_its_batch_their_audio(bark, vo
 
 def test_first_segments_go_before_later_ones(bark, voice):
     batches = []
-    generate = recording(batches)
-    scheduler = accepting(bark, generate, max_batch=2)
+    begin = recording(batches)
+    scheduler = accepting(bark, begin, max_batch=2)
     try:
         key = voice_key(voice)
         long = scheduler.submit([f"Long {n}." for n in range(4)], voice, key, FAST, 1)
@@ -85,8 +87,8 @@ def test_a_batch_that_starts_a_request_holds_nothing_after_that_round(bark, voic
     """A lone long request's first segment runs alone, as `bark say` runs it, and the rest after
     it: its own later segments do not delay its first audio (nor a request that lands meanwhile)."""
     batches = []
-    generate = recording(batches)
-    scheduler = accepting(bark, generate, max_batch=8)
+    begin = recording(batches)
+    scheduler = accepting(bark, begin, max_batch=8)
     try:
         long = scheduler.submit([f"Long {n}." for n in range(4)], voice, voice_key(voice), FAST, 1)
         scheduler.start()
@@ -97,6 +99,84 @@ def test_a_batch_that_starts_a_request_holds_nothing_after_that_round(bark, voic
     assert batches == [["Long 0."], ["Long 1.", "Long 2.", "Long 3."]]
 
 
+def watching(after_step: Callable) -> Callable:
+    """begin_segments whose runs call `after_step(texts, stage, run)` after each stage, in the
+    generation thread: a test acts at a stage boundary, where the scheduler looks next."""
+
+    def begin(bark, texts, *args):
+        run = begin_segments(bark, texts, *args)
+        step = run.step
+
+        def step_and_tell() -> str:
+            name = step()
+            after_step(tuple(texts), name, run)
+            return name
+
+        run.step = step_and_tell
+        return run
+
+    return begin
+
+
+def test_a_cancelled_request_leaves_its_running_batch_at_the_next_stage(bark, voice):
+    """A client leaves while its segment is in a batch: its row is gone from the next stage on,
+    and the rows left get the audio each makes alone."""
+    seen, jobs = [], []
+
+    def after_step(texts, stage, run):
+        seen.append((stage, len(run.items)))
+        if stage == "semantic":
+            scheduler.cancel(jobs[1])  # what the HTTP side does when the client leaves
+
+    metrics = Metrics()
+    scheduler = accepting(bark, watching(after_step), max_batch=4, metrics=metrics)
+    try:
+        key = voice_key(voice)
+        jobs.extend(scheduler.submit([text], voice, key, FAST, 5) for text in ("Stays one.", "Leaves.", "Stays two."))
+        scheduler.start()
+        kept = [jobs[0].futures[0].result(120), jobs[2].futures[0].result(120)]
+    finally:
+        scheduler.stop(60)
+    # The leaver's row ran the semantic stage only; the batch then went on with two rows.
+    assert seen == [("semantic", 3), ("coarse", 2), ("fine", 2), ("decode", 2)]
+    with pytest.raises(Dropped):
+        jobs[1].futures[0].result(0)
+    assert metrics.registry.get_sample_value("bark_segments_dropped_total") == 1
+    for text, made in zip(("Stays one.", "Stays two."), kept):
+        alone = bark.generate(text, voice=voice, seed=5, sampling=FAST, truncate=True)
+        np.testing.assert_array_equal(made.audio, alone.audio)
+        assert made.batch_size == 2
+
+
+def test_a_new_request_runs_before_a_batch_of_later_segments_resumes(bark, voice):
+    """A request landing while a batch of another's later segments runs waits for that batch's
+    current stage only: its first segment runs next, in a batch of its own, and then the other
+    batch goes on."""
+    order, short = [], []
+
+    def after_step(texts, stage, run):
+        order.append((texts, stage))
+        if texts == ("Long 1.", "Long 2.", "Long 3.") and stage == "semantic":
+            short.append(scheduler.submit(["Short."], voice, key, FAST, 9))
+
+    scheduler = accepting(bark, watching(after_step), max_batch=8)
+    try:
+        key = voice_key(voice)
+        long = scheduler.submit([f"Long {n}." for n in range(4)], voice, key, FAST, 1)
+        scheduler.start()
+        for future in long.futures:
+            future.result(120)
+        made = short[0].futures[0].result(120)
+    finally:
+        scheduler.stop(60)
+    stages = ["semantic", "coarse", "fine", "decode"]
+    rest = ("Long 1.", "Long 2.", "Long 3.")
+    assert order == ([(("Long 0.",), s) for s in stages] + [(rest, "semantic")]
+                     + [(("Short.",), s) for s in stages] + [(rest, s) for s in stages[1:]])
+    alone = bark.generate("Short.", voice=voice, seed=9, sampling=FAST, truncate=True)
+    np.testing.assert_array_equal(made.audio, alone.audio)
+
+
 def test_a_cancelled_job_is_never_run_and_says_so(bark, voice):
     scheduler = accepting(bark)  # never started: nothing can run
     job = scheduler.submit(["Never."], voice, voice_key(voice), FAST, 1)
@@ -105,3 +185,38 @@ def test_a_cancelled_job_is_never_run_and_says_so(bark, voice):
     assert scheduler.waiting == 0
     with pytest.raises(Dropped):
         job.futures[0].result(0)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["loads", "fails"])
+def test_health_answers_503_while_the_model_loads(bark, fails):
+    """/health and the speech route say 503 (OpenAI's error body for the route) until the load
+    ends; then /health says 200, or 503 with the load's error."""
+    from fastapi.testclient import TestClient
+
+    from bark_cli.server.app import Settings, create_app
+
+    release = threading.Event()
+
+    def load():
+        assert release.wait(60)
+        if fails:
+            raise RuntimeError("the weights are unreadable")
+        return bark
+
+    scheduler = Scheduler(load)
+    app = create_app(Settings(model_id="tiny", log=lambda _: None), scheduler, Metrics())
+    with TestClient(app) as http:
+        assert http.get("/health").status_code == 503
+        assert http.get("/health").json() == {"status": "loading"}
+        refused = http.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi.", "voice": "alloy"})
+        assert refused.status_code == 503
+        assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
+        release.set()
+        assert scheduler.ready.wait(60)
+        answer = http.get("/health")
+    if fails:
+        assert answer.status_code == 503
+        assert answer.json() == {"status": "failed", "error": "the weights are unreadable"}
+    else:
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "ok"

@@ -1,16 +1,21 @@
 """One generation thread owns the model; requests wait in one queue and run in shared batches.
 
 A request is a Job: its text split into segments (as `bark say` splits it), one voice, one seed.
-The thread loads the model, then loops: take a batch, run it, hand each segment to its job. A
-batch holds up to `max_batch` segments that share a voice and sampling options (what one
-`Bark.generate_batch` call takes), chosen round by round: each waiting job's next segment, the
-jobs whose next segment is their first ahead of the others, then each job's following segment,
-and so on; a round that holds some job's first segment is the batch's last. A new request's
-first audio so waits for at most the batch in progress and one round.
+The thread loads the model, then loops over batches, one stage (semantic, coarse, fine, decode:
+pipeline.BatchRun) at a time. A batch holds up to `max_batch` segments that share a voice and
+sampling options (what one `Bark.start_batch` call takes), chosen round by round: each waiting
+job's next segment, the jobs whose next segment is their first ahead of the others, then each
+job's following segment, and so on; a round that holds some job's first segment is the batch's last.
+
+First audio is kept near one batch's time in two ways. A new request waits for no later segment:
+when it lands while a batch of later segments runs, a batch of the waiting first segments alone
+starts at that batch's next stage boundary and runs before it resumes. And a request whose client
+left is dropped: its segments not yet taken never run, and its rows leave a running batch at the
+next stage boundary (a batch all of whose rows are gone stops at its next decode step).
 
 Segment j of a job runs with the seed `seed + j` and the job's voice and sampling, exactly as
-`longform.stream` runs it for `bark say`; generate_batch gives each item noise of its own, so a
-segment's audio does not depend on what else shares its batch.
+`longform.stream` runs it for `bark say`; every item draws noise of its own, so a segment's audio
+does not depend on what else shares its batch, nor on rows leaving it.
 
 Everything here runs on plain threads: the HTTP side reads a segment's result from a
 `concurrent.futures.Future` (asyncio wraps it) and never touches the model.
@@ -85,25 +90,51 @@ def voice_key(voice) -> str:
     return digest.hexdigest()
 
 
-def generate_segments(bark, texts: list[str], voice, seeds: list[int], sampling, progress) -> list:
-    """One batch of segments: the very call `longform.stream` makes for `bark say` (truncate: a
-    segment past the token window is cut, with a warning, as there)."""
-    return bark.generate_batch(texts, voice=voice, seeds=seeds, sampling=sampling, truncate=True, progress=progress)
+def _failure(error: Exception) -> BarkError:
+    """What a request is told of a failure: a BarkError as it is, anything else without its internals."""
+    return error if isinstance(error, BarkError) else GenerationError(f"generation failed: {error}",
+                                                                      "see the server's log")
+
+
+def begin_segments(bark, texts: list[str], voice, seeds: list[int], sampling, progress):
+    """One batch of segments, ready to step: the very batch `longform.stream` makes for `bark say`
+    (truncate: a segment past the token window is cut, with a warning, as there)."""
+    return bark.start_batch(texts, voice=voice, seeds=seeds, sampling=sampling, truncate=True, progress=progress)
+
+
+@dataclass(eq=False)
+class Batch:
+    """Rows on their way through the stages together; `gone` holds the indices of rows dropped."""
+
+    number: int
+    rows: list[tuple[Job, int]]
+    run: Any = None  # pipeline.BatchRun
+    gone: set[int] = field(default_factory=set)
+    busy: float = 0.0  # seconds spent in its stages, not waiting for another batch
+
+    @property
+    def firsts(self) -> bool:
+        """Whether it holds some job's first segment."""
+        return any(index == 0 for _, index in self.rows)
+
+    def live(self) -> list[int]:
+        return [k for k in range(len(self.rows)) if k not in self.gone]
 
 
 class Scheduler:
     """The generation thread and its queue. `load()` builds the model (in the thread, so that all
-    its CUDA work, graphs included, happens there); `generate(bark, texts, voice, seeds, sampling,
-    progress)` runs one batch and returns one Generation per text."""
+    its CUDA work, graphs included, happens there); `begin(bark, texts, voice, seeds, sampling,
+    progress)` starts one batch and returns its pipeline.BatchRun."""
 
-    def __init__(self, load: Callable[[], Any], generate: Callable[..., list] = generate_segments, *,
+    def __init__(self, load: Callable[[], Any], begin: Callable[..., Any] = begin_segments, *,
                  max_batch: int = 8, max_queue: int = 64, batch_wait: float = 0.02, metrics=None):
-        self.load, self.generate = load, generate
+        self.load, self.begin = load, begin
         self.max_batch, self.max_queue, self.batch_wait, self.metrics = max_batch, max_queue, batch_wait, metrics
         self.bark = None
         self.load_error: BaseException | None = None
         self.ready = threading.Event()
         self._jobs: list[Job] = []
+        self._running: list[Batch] = []  # batches started and not finished, at most two
         self._lock = threading.Condition()
         self._numbers = itertools.count(1)
         self._batches = itertools.count(1)
@@ -131,7 +162,8 @@ class Scheduler:
         return job
 
     def cancel(self, job: Job) -> None:
-        """Drop a job's segments not yet made; its slot is free at once. A no-op for a finished job."""
+        """Drop a job's segments not yet made; its slot is free at once, its rows in a running
+        batch leave it at the next stage boundary. A no-op for a finished job."""
         with self._lock:
             if job in self._jobs:
                 job.cancelled = True
@@ -145,7 +177,7 @@ class Scheduler:
                 future.set_exception(Dropped())
 
     def stop(self, wait: float = 0) -> None:
-        """Cancel every job, end the batch in progress at its next step, and wait up to `wait` seconds."""
+        """Cancel every job, end the batches in progress at their next step, and wait up to `wait` seconds."""
         with self._lock:
             self._stopping = True
             jobs = list(self._jobs)
@@ -177,13 +209,36 @@ class Scheduler:
             self.ready.set()
         while True:
             with self._lock:
-                while not self._stopping and not self._pending():
+                while not self._stopping and not self._running and not self._pending():
                     self._lock.wait()
-                self._gather()
+                new = None
+                if self._may_start():
+                    self._gather()
+                    if self._may_start():
+                        new = Batch(next(self._batches), self._take(cut_in=bool(self._running)))
+                        self._running.append(new)
                 if self._stopping:
                     return
-                rows = self._take()
-            self._run_batch(rows)
+                # A batch holding first segments runs ahead; otherwise the oldest goes on.
+                batch = min(self._running, key=lambda b: (not b.firsts, b.number))
+            if batch is new:
+                self._begin(batch)
+            else:
+                self._step(batch)
+
+    def _pending(self) -> bool:
+        return any(job.next < len(job.texts) for job in self._jobs)
+
+    def _may_start(self) -> bool:
+        """Whether a new batch starts now: with nothing running, when rows wait; beside a batch
+        of later segments, when first segments wait and that batch has more than its decode left."""
+        if self._stopping or not self._pending():
+            return False
+        if not self._running:
+            return True
+        return (not any(batch.firsts for batch in self._running)
+                and any(job.next == 0 for job in self._jobs)
+                and all(batch.run is not None and batch.run.next_stage != "decode" for batch in self._running))
 
     def _gather(self) -> None:
         """Hold a batch that is not full while requests keep arriving, each within `batch_wait`
@@ -194,12 +249,10 @@ class Scheduler:
             if self._stopping or rows >= self.max_batch or not self._lock.wait(self.batch_wait):
                 return
 
-    def _pending(self) -> bool:
-        return any(job.next < len(job.texts) for job in self._jobs)
-
-    def _take(self) -> list[tuple[Job, int]]:
-        """The next batch's rows, (job, segment index), by the rounds the module docstring tells."""
-        ready = [job for job in self._jobs if job.next < len(job.texts)]
+    def _take(self, cut_in: bool) -> list[tuple[Job, int]]:
+        """The next batch's rows, (job, segment index), by the rounds the module docstring tells;
+        a batch that cuts in beside a running one takes first segments only."""
+        ready = [job for job in self._jobs if job.next < len(job.texts) and not (cut_in and job.next)]
         # First segments first, then arrival order: the lead row decides the batch's voice and sampling.
         ready.sort(key=lambda job: (job.next > 0, job.number))
         key = ready[0].key
@@ -221,53 +274,92 @@ class Scheduler:
                 break
         return rows
 
-    def _run_batch(self, rows: list[tuple[Job, int]]) -> None:
-        number = next(self._batches)
-        jobs = {id(job): job for job, _ in rows}
-
+    def _hook(self, batch: Batch) -> Callable[[str, int, int], None]:
         def progress(stage: str, done: int, total: int) -> None:
-            # Called between decode steps: a batch whose every row was cancelled stops here.
-            if self._stopping or all(job.cancelled for job in jobs.values()):
+            # Called between decode steps: a batch none of whose rows is still wanted stops here.
+            if self._stopping or all(batch.rows[k][0].cancelled for k in batch.live()):
                 raise _StopBatch()
+        return progress
 
+    def _begin(self, batch: Batch) -> None:
+        job = batch.rows[0][0]
+        try:
+            batch.run = self.begin(self.bark, [j.texts[i] for j, i in batch.rows], job.voice,
+                                   [j.seed + i for j, i in batch.rows], job.sampling, self._hook(batch))
+        except Exception as exc:  # noqa: BLE001 - each row's own error is found in _salvage
+            self._salvage(batch, exc)
+
+    def _step(self, batch: Batch) -> None:
+        """Run the batch's next stage; then its cancelled rows leave it, and a finished batch is handed out."""
         start = time.perf_counter()
         try:
-            made = self._generate(rows, progress)
+            batch.run.step()
         except _StopBatch:
-            made = [Dropped() for _ in rows]
+            self._drop(batch, batch.live())
+        except Exception as exc:  # noqa: BLE001 - each row's own error is found in _salvage
+            return self._salvage(batch, exc)
+        batch.busy += time.perf_counter() - start
+        self._drop(batch, [k for k in batch.live() if batch.rows[k][0].cancelled])
+        if batch.run.done:
+            self._finish(batch, batch.run.results())
+
+    def _drop(self, batch: Batch, rows: list[int]) -> None:
+        if rows:
+            batch.gone.update(rows)
+            batch.run.drop(rows)
             if self.metrics:
                 self.metrics.dropped.inc(len(rows))
-        seconds = self._batch_seconds = time.perf_counter() - start
-        audio_seconds = 0.0
-        for (job, index), result in zip(rows, made):
-            future = job.futures[index]
+
+    def _salvage(self, batch: Batch, error: Exception) -> None:
+        """A failing batch: a lone row gets the error; several run again one by one, so that one
+        request's failure leaves the others their audio."""
+        live = batch.live()
+        made: list = [None] * len(batch.rows)
+        for k in live:
+            made[k] = _failure(error) if len(live) == 1 else self._alone(batch.rows[k])
+        self._finish(batch, made)
+
+    def _alone(self, row: tuple[Job, int]):
+        """One row run by itself to its end: its Generation, its error, or None if dropped."""
+        job, index = row
+        single = Batch(0, [row])
+        try:
+            single.run = self.begin(self.bark, [job.texts[index]], job.voice, [job.seed + index], job.sampling,
+                                    self._hook(single))
+            while not single.run.done:
+                single.run.step()
+            return single.run.results()[0]
+        except _StopBatch:
+            return None
+        except Exception as exc:  # noqa: BLE001 - handed to the row's request
+            return _failure(exc)
+
+    def _finish(self, batch: Batch, made: list) -> None:
+        """Hand each live row its segment (or error); the batch leaves the running ones."""
+        with self._lock:
+            if batch in self._running:
+                self._running.remove(batch)
+        self._batch_seconds = batch.busy or self._batch_seconds
+        size, audio_seconds = len(batch.live()), 0.0
+        for k in batch.live():
+            job, index = batch.rows[k]
+            result = made[k]
             if isinstance(result, BaseException):
                 self._fail(job, result)
                 continue
-            if not future.done():
+            if result is None:
+                continue
+            if not job.futures[index].done():
                 audio_seconds += result.duration
-                future.set_result(Segment(result.audio, int(result.semantic_tokens.shape[0]), number, len(rows)))
+                job.futures[index].set_result(
+                    Segment(result.audio, int(result.semantic_tokens.shape[0]), batch.number, size))
             with self._lock:
                 if job in self._jobs and all(f.done() for f in job.futures):
                     self._jobs.remove(job)
                     self._gauge()
         if self.metrics and audio_seconds:
-            self.metrics.batch(sum(not isinstance(r, BaseException) for r in made), audio_seconds, seconds)
-
-    def _generate(self, rows: list[tuple[Job, int]], progress) -> list:
-        """One Generation (or the error it met) per row. A failing batch is run again row by row,
-        so that one request's failure leaves the others in its batch their audio."""
-        job = rows[0][0]
-        try:
-            return self.generate(self.bark, [j.texts[i] for j, i in rows], job.voice,
-                                 [j.seed + i for j, i in rows], job.sampling, progress)
-        except _StopBatch:
-            raise
-        except Exception as exc:  # noqa: BLE001 - each row's own error is found below
-            if len(rows) == 1:
-                return [exc if isinstance(exc, BarkError) else GenerationError(f"generation failed: {exc}",
-                                                                              "see the server's log")]
-        return [self._generate([row], progress)[0] for row in rows]
+            delivered = sum(made[k] is not None and not isinstance(made[k], BaseException) for k in batch.live())
+            self.metrics.batch(delivered, audio_seconds, batch.busy)
 
     def _fail(self, job: Job, error: BaseException) -> None:
         for future in job.futures:
