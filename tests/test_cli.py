@@ -199,15 +199,17 @@ def test_missing_voice_file(model):
     assert_bad_input(say(model, "Hi.", "-o", "a.wav", "--voice", "nowhere.npz"), "does not exist")
 
 
-def test_voice_names_are_checked_before_the_model_loads(tmp_path):
+@pytest.mark.parametrize("command", [["say", "Hi.", "-o", "a.wav"], ["batch", "-", "--output-dir", "out"]],
+                         ids=["say", "batch"])
+def test_voice_names_are_checked_before_the_model_loads(tmp_path, command):
     """A mistyped preset fails on the name alone: the Hub model is not cached (loading it would
     fail offline with another error) and the folder below holds no weights at all."""
-    result = run("say", "Hi.", "-o", "a.wav", "--model", "bark-cli-tests/not-cached", "--voice", "v2/en_speakr_6")
+    result = run(*command, "--model", "bark-cli-tests/not-cached", "--voice", "v2/en_speakr_6", input="Hi.\n")
     assert_bad_input(result, "unknown voice 'v2/en_speakr_6' (did you mean v2/en_speaker_6?")
     folder = tmp_path / "voices-only"
     folder.mkdir()
     (folder / "speaker_embeddings_path.json").write_text(json.dumps({"v2/en_speaker_1": {}}))
-    result = run("say", "Hi.", "-o", "a.wav", "--model", str(folder), "--voice", "v2/fr_speaker_1")
+    result = run(*command, "--model", str(folder), "--voice", "v2/fr_speaker_1", input="Hi.\n")
     assert_bad_input(result, f"model {folder} has no files for Suno preset 'v2/fr_speaker_1'", ["voices-only"])
     assert "did you mean" not in result.stderr and "bark presets import" in result.stderr
 

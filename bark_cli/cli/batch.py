@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .. import batch as runner
+from .. import batch as runner, presets
 from ..config import SamplingOptions
 from ..errors import InputError, OutputError
 from ..groups import Speaker
@@ -89,6 +89,9 @@ def batch(
     """
     out = Output(quiet)
     size = parse_batch_size(batch_size)
+    if voice:
+        # A mistyped --voice fails on its name: no model load, no Ray start, no output folder.
+        presets.find_voice(voice, model, revision, fetch=False)
     items = _plan(inputs, whole_file, jsonl, output_dir, template, shard)
     from ..pipeline import fresh_seed
 
