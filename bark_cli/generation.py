@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -305,6 +305,26 @@ def generate_fine(
 ) -> list[np.ndarray]:
     """All eight codebooks, (8, T) per item: codebooks 2..7 predicted in turn over 1024-frame
     windows with a 512-frame stride, after up to 512 frames of the voice's history (bark-spec §5.1)."""
+    passes = fine_passes(model, coarse, voice, config, sampling, generator, progress)
+    while True:
+        try:
+            next(passes)
+        except StopIteration as end:
+            return end.value
+
+
+def fine_passes(
+    model: FineGPT,
+    coarse: Sequence[np.ndarray],
+    voice: VoicePrompt | None,
+    config: GenerationConfig,
+    sampling: Sampling,
+    generator: Generators = None,
+    progress: Progress | None = None,
+) -> Iterator[None]:
+    """generate_fine one forward pass at a time: it yields between passes (one codebook of one
+    window loop, for every item) and returns the codes. The stage keeps no state in the model
+    (no KV cache), so other work may run on it between passes."""
     device = model.position_embeds_layer.weight.device
     n_books, book_size = config.n_fine_codebooks, config.codebook_size
     window, stride = config.max_fine_input_length, config.max_fine_history_length
@@ -337,6 +357,8 @@ def generate_fine(
         batch = torch.stack([buffers[i][s : s + window] for i, s in zip(active, starts)])  # (b, 1024, 8)
         keep = torch.stack([torch.arange(window, device=device) >= f - s for s, f in zip(starts, fills)])
         for book in range(n_given, n_books):
+            if loop or book > n_given:
+                yield
             logits = model(book, batch, rows=slice(0, book_size))  # the rest of the vocabulary is never kept
             predicted = sample(logits, sampling, _rows(generator, active))
             # Write in place so the next codebook is conditioned on this one's predictions.

@@ -210,7 +210,7 @@ class Bark:
             yield module
         if seconds is not None:
             self.runtime.sync()
-            seconds[name] = time.perf_counter() - start
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start  # a stage may run in pieces
 
     def generate(self, text: str, *, voice: VoiceLike = None, seed: int | None = None,
                  sampling: SamplingOptions | None = None, truncate: bool = False, allow_early_stop: bool = True,
@@ -314,11 +314,16 @@ class Bark:
 
 
 class BatchRun:
-    """One batch on its way through the stages: `step()` runs the next one ("semantic",
-    "coarse", "fine", "decode"), `drop(items)` takes items out between stages (what is left is
-    the batch those items would make without them: each item's noise is its own), and
-    `results()` gives one Generation per item, None for a dropped one. Stages of different runs
-    may alternate; a stage itself always runs whole, so CUDA graphs and KV caches never mix."""
+    """One batch on its way through the stages: `step()` runs the next piece of work and returns
+    its stage's name ("semantic", "coarse", "fine", "decode"), `drop(items)` takes items out
+    (what is left is the batch those items would make without them: each item's noise is its
+    own), and `results()` gives one Generation per item, None for a dropped one.
+
+    A step is a whole stage, except the fine stage, which steps one forward pass at a time where
+    its model stays on the device (not under offload): it keeps nothing in the model between
+    passes, so another run's stages may come between them. The KV-cached stages always run
+    whole, so their caches and CUDA graphs never mix. Items dropped during the fine stage leave
+    at its end."""
 
     STAGES = ("semantic", "coarse", "fine", "decode")
 
@@ -332,6 +337,8 @@ class BatchRun:
         self.generators = {stage: item_generators(seeds, stage, bark.device) for stage in ("semantic", "coarse", "fine")}
         self.seconds: dict[str, float] = {}
         self.stage = 0
+        self._passes = None  # the fine stage under way: generation.fine_passes
+        self._leaving: set[int] = set()  # items dropped while it is under way
 
     @property
     def done(self) -> bool:
@@ -342,8 +349,14 @@ class BatchRun:
         return None if self.done else self.STAGES[self.stage]
 
     def drop(self, items) -> None:
-        """Take these items (indices of the texts given) out of the stages still to run."""
-        gone = set(items)
+        """Take these items (indices of the texts given) out of the work still to run."""
+        gone = (set(items) | self._leaving) & set(self.items)
+        if self._passes is not None and gone != set(self.items):
+            self._leaving = gone
+            return
+        if self._passes is not None:  # nobody is left to finish the fine stage for
+            self._passes.close()
+            self._passes, self._leaving = None, set()
         keep = [k for k, item in enumerate(self.items) if item not in gone]
         self.items = [self.items[k] for k in keep]
         for name, values in self.tokens.items():
@@ -353,7 +366,7 @@ class BatchRun:
 
     @torch.inference_mode()
     def step(self) -> str:
-        """Run the next stage for the items still wanted; returns its name."""
+        """Run the next stage (or fine pass) for the items still wanted; returns its stage's name."""
         name = self.STAGES[self.stage]
         bark, cfg, options = self.bark, self.bark.config, self.options
         stages = options.stages(cfg)
@@ -370,14 +383,27 @@ class BatchRun:
                                                   generator=self.generators["coarse"], progress=self.progress,
                                                   graphed=graphed)
             elif name == "fine":
-                made = generation.generate_fine(model, self.tokens["coarse"], self.voice, cfg, stages["fine"],
-                                                generator=self.generators["fine"], progress=self.progress)
+                if self._passes is None:
+                    self._passes = generation.fine_passes(model, self.tokens["coarse"], self.voice, cfg,
+                                                          stages["fine"], self.generators["fine"], self.progress)
+                try:
+                    # Under offload the stage runs whole: the model leaves the device after it.
+                    while True:
+                        next(self._passes)
+                        if not bark.runtime.offload:
+                            return name
+                except StopIteration as end:
+                    made = end.value
+                self._passes = None
             else:
                 made = bark.decode_batch(self.tokens["fine"])
                 if self.progress:
                     self.progress("decode", len(made), len(made))
         self.tokens[name] = list(made)
         self.stage += 1
+        if self._leaving:
+            leaving, self._leaving = self._leaving, set()
+            self.drop(leaving)
         return name
 
     def results(self) -> list[Generation | None]:

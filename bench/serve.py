@@ -5,14 +5,19 @@
     python bench/serve.py --size bark-small --tokens 50 --clients 8
     python bench/serve.py --size bark --device cuda --clients 16 --tokens 100
     python bench/serve.py --segments 5                      # TTFB of 5-segment texts under load
+    python bench/serve.py --segments 5 --stagger 0.5        # clients landing 0.5 s apart
 
 The server is bark_cli.server's app and scheduler, run by uvicorn in a process of its own, over
 random weights of the chosen size (EOS held off: every segment has exactly --tokens semantic
 tokens) and a random voice. Printed: audio seconds per second concurrent and one at a time, p50
-and p95 time to first byte (TTFB) under load, the server's peak memory, and two yardsticks
-measured in this process on the same weights: one batch of N segments through
-Bark.generate_batch (what `bark bench --batch-size N` times) and one request's text through
-longform.speak (what `bark say` runs).
+and p95 time to first byte (TTFB) under load, the server's peak memory, and yardsticks measured
+in this process on the same weights: one batch of N segments through Bark.generate_batch (what
+`bark bench --batch-size N` times), one segment alone, and one request's text through
+longform.speak (what `bark say` runs). TTFB is set against one segment alone and against the
+batch of N: when N clients send at once, some client's first audio needs all N first segments
+made, so where a batch costs N times one segment (a small CPU) that batch is the floor.
+`--stagger S` starts client i after i*S seconds instead, so that requests land while others'
+later segments are being made.
 Targets: CPU concurrent throughput within 10% of the batch yardstick, one request alone at most
 1.05x speak; CUDA 16 concurrent >= 6x one at a time; 5-segment p95 TTFB <= 2x one segment.
 """
@@ -55,14 +60,13 @@ def build(options):
                              model_id=options.size)
 
 
-def random_voice(path: Path) -> Path:
+def random_voice():
+    """The voice every request and yardstick speaks in (the server maps "alloy" to it)."""
     from bark_cli import voice
 
     rng = np.random.default_rng(0)
-    voice.save_voice(voice.VoicePrompt(semantic_prompt=rng.integers(0, 10_000, 200),
-                                           coarse_prompt=rng.integers(0, 1024, (2, 300)),
-                                           fine_prompt=rng.integers(0, 1024, (8, 300))), path)
-    return path
+    return voice.VoicePrompt(semantic_prompt=rng.integers(0, 10_000, 200), coarse_prompt=rng.integers(0, 1024, (2, 300)),
+                             fine_prompt=rng.integers(0, 1024, (8, 300)))
 
 
 def serve(options) -> None:
@@ -76,7 +80,10 @@ def serve(options) -> None:
     from bark_cli.server.metrics import Metrics
     from bark_cli.server.scheduler import Scheduler
 
-    voice = random_voice(Path(options.serve).with_suffix(".npz"))
+    from bark_cli.voice import save_voice
+
+    voice = Path(options.serve).with_suffix(".npz")
+    save_voice(random_voice(), voice)
     metrics = Metrics()
     scheduler = Scheduler(lambda: build(options), max_batch=options.max_batch or options.clients,
                           max_queue=10_000, metrics=metrics)
@@ -110,10 +117,11 @@ def request(url: str, text: str, seed: int) -> tuple[float, float, float]:
     return first, time.perf_counter() - start, size / 2 / 24_000
 
 
-def together(url: str, texts: list[str]) -> tuple[list[tuple[float, float, float]], float]:
+def together(url: str, texts: list[str], stagger: float = 0.0) -> tuple[list[tuple[float, float, float]], float]:
     results: list = [None] * len(texts)
 
     def one(i: int) -> None:
+        time.sleep(i * stagger)
         results[i] = request(url, texts[i], 1000 + i)
 
     start = time.perf_counter()
@@ -131,25 +139,29 @@ def one_by_one(url: str, texts: list[str]) -> tuple[list[tuple[float, float, flo
     return results, time.perf_counter() - start
 
 
-def yardsticks(options, text: str) -> tuple[float, float, float]:
-    """(audio seconds per second of one generate_batch of N segments, seconds of speak(text),
-    seconds of one segment alone)."""
+def seconds(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def yardsticks(options, text: str, served) -> dict[str, float]:
+    """Measured in this process while the server idles: one generate_batch of N segments, one
+    segment alone, and `speak(text)` in turns with `served()` (one request alone through the
+    server, its seconds), three of each, so that a shared machine's drift hits both sides."""
     from bark_cli.config import SamplingOptions
     from bark_cli.longform import speak
 
     bark = build(options)
-    fast = dict(sampling=SamplingOptions(max_semantic_tokens=options.tokens, min_eos_p=0))
-    bark.generate_batch([SEGMENT] * options.clients, seed=1, **fast)  # warm-up
-    start = time.perf_counter()
-    made = bark.generate_batch([SEGMENT] * options.clients, seed=1, **fast)
-    batch_rate = sum(g.duration for g in made) / (time.perf_counter() - start)
-    speak(bark, text, seed=1, max_segment_chars=40, **fast)
-    start = time.perf_counter()
-    speak(bark, text, seed=1, max_segment_chars=40, **fast)
-    speak_s = time.perf_counter() - start
-    start = time.perf_counter()
-    bark.generate_batch([SEGMENT], seed=1, **fast)
-    return batch_rate, speak_s, time.perf_counter() - start
+    fast = dict(voice=random_voice(), sampling=SamplingOptions(max_semantic_tokens=options.tokens, min_eos_p=0))
+    made = bark.generate_batch([SEGMENT] * options.clients, seed=1, **fast)  # warm-up
+    batch_s = seconds(lambda: bark.generate_batch([SEGMENT] * options.clients, seed=1, **fast))
+    segment_s = statistics.median(seconds(lambda: bark.generate_batch([SEGMENT], seed=1, **fast)) for _ in range(3))
+    speak(bark, text, seed=1, max_segment_chars=40, **fast)  # warm-up
+    turns = [(served(), seconds(lambda: speak(bark, text, seed=1, max_segment_chars=40, **fast))) for _ in range(3)]
+    return {"batch_audio_s_per_s": sum(g.duration for g in made) / batch_s, "batch_s": batch_s,
+            "segment_s": segment_s, "served_s": statistics.median(t[0] for t in turns),
+            "speak_s": statistics.median(t[1] for t in turns)}
 
 
 def peak_memory(pid: int) -> int | None:
@@ -168,6 +180,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=40, help="semantic tokens a segment")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--segments", type=int, default=1, help="segments a request")
+    parser.add_argument("--stagger", type=float, default=0.0, help="seconds between clients' starts")
     parser.add_argument("--max-batch", type=int, default=None, help="the server's (default: --clients)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
@@ -188,32 +201,36 @@ def main() -> None:
                 sys.exit("the server did not start")
             time.sleep(0.2)
         url = f"http://127.0.0.1:{port_file.read_text()}"
-        together(url, texts)  # warm-up: every batch shape once
+        together(url, texts, options.stagger)  # warm-up: every batch shape once
         alone, alone_s = one_by_one(url, texts)
-        load, load_s = together(url, texts)
+        load, load_s = together(url, texts, options.stagger)
         peak = peak_memory(server.pid)
+        marks = yardsticks(options, text, lambda: request(url, text, 1000)[1])
     finally:
         server.terminate()
         server.wait(60)
-    batch_rate, speak_s, segment_s = yardsticks(options, text)
+    batch_rate, batch_s, segment_s = marks["batch_audio_s_per_s"], marks["batch_s"], marks["segment_s"]
     from bark_cli.bench import cpu_name
 
     audio_s = sum(r[2] for r in load)
     ttfb = sorted(r[0] for r in load)
     figures = {
         "cpu": cpu_name(), "size": options.size, "device": options.device, "clients": options.clients,
-        "segments": options.segments,
+        "segments": options.segments, "stagger_s": options.stagger,
         "tokens_per_segment": options.tokens, "audio_s": round(audio_s, 2),
         "concurrent_audio_s_per_s": round(audio_s / load_s, 3),
         "one_at_a_time_audio_s_per_s": round(sum(r[2] for r in alone) / alone_s, 3),
+        "ttfb_s": [round(t, 3) for t in (r[0] for r in load)],  # client by client, in start order
         "ttfb_p50_s": round(statistics.median(ttfb), 3), "ttfb_p95_s": round(ttfb[int(0.95 * (len(ttfb) - 1))], 3),
-        "one_request_alone_s": round(statistics.median(r[1] for r in alone), 3), "speak_s": round(speak_s, 3),
-        "generate_batch_audio_s_per_s": round(batch_rate, 3), "one_segment_s": round(segment_s, 3),
+        "one_request_alone_s": round(marks["served_s"], 3), "speak_s": round(marks["speak_s"], 3),
+        "generate_batch_audio_s_per_s": round(batch_rate, 3), "generate_batch_s": round(batch_s, 3),
+        "one_segment_s": round(segment_s, 3),
         "server_peak_rss_bytes": peak,
     }
     figures["concurrent_over_batch"] = round(figures["concurrent_audio_s_per_s"] / batch_rate, 3)
-    figures["alone_over_speak"] = round(figures["one_request_alone_s"] / speak_s, 3)
+    figures["alone_over_speak"] = round(marks["served_s"] / marks["speak_s"], 3)
     figures["ttfb_p95_over_one_segment"] = round(figures["ttfb_p95_s"] / segment_s, 3)
+    figures["ttfb_p95_over_batch_of_n"] = round(figures["ttfb_p95_s"] / batch_s, 3)
     figures["concurrent_over_one_at_a_time"] = round(
         figures["concurrent_audio_s_per_s"] / figures["one_at_a_time_audio_s_per_s"], 3)
     print(json.dumps(figures, indent=None if options.json else 2))

@@ -100,32 +100,53 @@ def test_generate_batch_end_to_end_equals_solo(bark, voice):
         np.testing.assert_array_equal(many.audio, one.audio)
 
 
-@pytest.mark.parametrize("after", ["semantic", "coarse", "fine"])
-def test_items_dropped_between_stages_leave_the_others_as_made_alone(bark, voice, after):
-    """Sampled, with seeds: an item taken out of a batch after a stage is gone from the results,
-    and the items left are what each makes alone with its seed."""
+@pytest.mark.parametrize("after", [1, 2, 3, 8], ids=["semantic", "coarse", "first-fine-pass", "fine"])
+def test_items_dropped_between_steps_leave_the_others_as_made_alone(bark, voice, after):
+    """Sampled, with seeds: an item taken out of a batch after a step (a whole stage, or one of
+    the fine stage's six passes, one per codebook it predicts) is gone from the results, and the
+    items left are what each makes alone with its seed."""
     texts = ["Hello world", "A slightly longer sentence, with a pause.", "Short."]
     options = dict(voice=voice, sampling=SamplingOptions(max_semantic_tokens=20, min_eos_p=0))
     run = bark.start_batch(texts, seeds=[11, 12, 13], **options)
-    stages = []
+    steps = []
     while not run.done:
-        stages.append(run.step())
-        if stages[-1] == after:
+        steps.append(run.step())
+        if len(steps) == after:
             run.drop([1])
-    assert stages == ["semantic", "coarse", "fine", "decode"]
+    assert steps == ["semantic", "coarse", *["fine"] * 6, "decode"]
     made = run.results()
     assert made[1] is None
     for i in (0, 2):
         one = bark.generate(texts[i], seed=11 + i, **options)
         assert made[i].seed == 11 + i
         np.testing.assert_array_equal(made[i].semantic_tokens, one.semantic_tokens)
+        np.testing.assert_array_equal(made[i].fine_tokens, one.fine_tokens)
         np.testing.assert_array_equal(made[i].audio, one.audio)
 
 
-def test_a_batch_whose_items_are_all_dropped_is_done_with_no_results(bark):
+def test_fine_passes_of_two_runs_may_alternate(bark, voice):
+    """Another run's stages between a run's fine passes change nothing: the fine stage keeps no
+    state in the model."""
+    options = dict(voice=voice, sampling=SamplingOptions(max_semantic_tokens=16, min_eos_p=0))
+    first = bark.start_batch(["One sentence here."], seed=4, **options)
+    while first.next_stage != "fine":
+        first.step()
+    first.step()  # one fine pass
+    other = bark.generate_batch(["Something else entirely.", "And more."], seed=9, **options)
+    while not first.done:
+        first.step()
+    np.testing.assert_array_equal(first.results()[0].audio, bark.generate("One sentence here.", seed=4, **options).audio)
+    np.testing.assert_array_equal(other[0].audio, bark.generate("Something else entirely.", seed=9, **options).audio)
+
+
+@pytest.mark.parametrize("steps", [1, 3], ids=["after-semantic", "during-fine"])
+def test_a_batch_whose_items_are_all_dropped_is_done_with_no_results(bark, steps):
     run = bark.start_batch(["One.", "Two."], seed=3, sampling=SamplingOptions(max_semantic_tokens=8, min_eos_p=0))
-    assert run.step() == "semantic"
-    run.drop([0, 1])
+    for _ in range(steps):
+        run.step()
+    run.drop([0])
+    assert not run.done
+    run.drop([1])
     assert run.done and run.next_stage is None
     assert run.results() == [None, None]
 

@@ -15,6 +15,8 @@ from bark_cli.server.metrics import Metrics
 from bark_cli.server.scheduler import Dropped, Scheduler, begin_segments, voice_key
 
 FAST = SamplingOptions(max_semantic_tokens=8, min_eos_p=0)
+# A short segment's steps: whole stages, but the fine stage's six passes (one per codebook).
+STEPS = ["semantic", "coarse", *["fine"] * 6, "decode"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,31 @@ def test_a_batch_that_starts_a_request_holds_nothing_after_that_round(bark, voic
     assert batches == [["Long 0."], ["Long 1.", "Long 2.", "Long 3."]]
 
 
+def test_a_batch_of_first_segments_holds_nothing_else(bark, voice):
+    """A request that lands while another's first segment runs gets a batch of its own next,
+    before the other's later segments (which would make its first audio wait for theirs)."""
+    batches, late = [], []
+
+    def after_step(texts, stage, run):
+        if not batches or batches[-1] != texts:
+            batches.append(texts)
+        if texts == ("Early 0.",) and stage == "semantic":
+            late.append(scheduler.submit(["Late 0.", "Late 1."], voice, key, FAST, 2))
+
+    scheduler = accepting(bark, watching(after_step), max_batch=8)
+    try:
+        key = voice_key(voice)
+        early = scheduler.submit(["Early 0.", "Early 1.", "Early 2."], voice, key, FAST, 1)
+        scheduler.start()
+        for future in early.futures:
+            future.result(120)
+        for future in late[0].futures:
+            future.result(120)
+    finally:
+        scheduler.stop(60)
+    assert batches == [("Early 0.",), ("Late 0.",), ("Early 1.", "Late 1.", "Early 2.")]
+
+
 def watching(after_step: Callable) -> Callable:
     """begin_segments whose runs call `after_step(texts, stage, run)` after each stage, in the
     generation thread: a test acts at a stage boundary, where the scheduler looks next."""
@@ -138,7 +165,7 @@ def test_a_cancelled_request_leaves_its_running_batch_at_the_next_stage(bark, vo
     finally:
         scheduler.stop(60)
     # The leaver's row ran the semantic stage only; the batch then went on with two rows.
-    assert seen == [("semantic", 3), ("coarse", 2), ("fine", 2), ("decode", 2)]
+    assert seen == [("semantic", 3)] + [(step, 2) for step in STEPS[1:]]
     with pytest.raises(Dropped):
         jobs[1].futures[0].result(0)
     assert metrics.registry.get_sample_value("bark_segments_dropped_total") == 1
@@ -148,15 +175,17 @@ def test_a_cancelled_request_leaves_its_running_batch_at_the_next_stage(bark, vo
         assert made.batch_size == 2
 
 
-def test_a_new_request_runs_before_a_batch_of_later_segments_resumes(bark, voice):
+@pytest.mark.parametrize("steps_before", [1, 4], ids=["after-semantic", "between-fine-passes"])
+def test_a_new_request_runs_before_a_batch_of_later_segments_resumes(bark, voice, steps_before):
     """A request landing while a batch of another's later segments runs waits for that batch's
-    current stage only: its first segment runs next, in a batch of its own, and then the other
-    batch goes on."""
+    step under way only (a stage, or one pass of the fine stage): its first segment runs next,
+    in a batch of its own, and then the other batch goes on where it stopped."""
     order, short = [], []
+    rest = ("Long 1.", "Long 2.", "Long 3.")
 
     def after_step(texts, stage, run):
         order.append((texts, stage))
-        if texts == ("Long 1.", "Long 2.", "Long 3.") and stage == "semantic":
+        if texts == rest and sum(seen == rest for seen, _ in order) == steps_before:
             short.append(scheduler.submit(["Short."], voice, key, FAST, 9))
 
     scheduler = accepting(bark, watching(after_step), max_batch=8)
@@ -169,12 +198,33 @@ def test_a_new_request_runs_before_a_batch_of_later_segments_resumes(bark, voice
         made = short[0].futures[0].result(120)
     finally:
         scheduler.stop(60)
-    stages = ["semantic", "coarse", "fine", "decode"]
-    rest = ("Long 1.", "Long 2.", "Long 3.")
-    assert order == ([(("Long 0.",), s) for s in stages] + [(rest, "semantic")]
-                     + [(("Short.",), s) for s in stages] + [(rest, s) for s in stages[1:]])
+    assert order == ([(("Long 0.",), s) for s in STEPS] + [(rest, s) for s in STEPS[:steps_before]]
+                     + [(("Short.",), s) for s in STEPS] + [(rest, s) for s in STEPS[steps_before:]])
     alone = bark.generate("Short.", voice=voice, seed=9, sampling=FAST, truncate=True)
     np.testing.assert_array_equal(made.audio, alone.audio)
+    for index, future in enumerate(long.futures):
+        alone = bark.generate(f"Long {index}.", voice=voice, seed=1 + index, sampling=FAST, truncate=True)
+        np.testing.assert_array_equal(future.result().audio, alone.audio)
+
+
+def test_gathering_waits_at_most_a_share_of_the_last_batch(bark, voice):
+    """A batch that is not full waits for company `batch_wait` (20 ms), but never more than 2.5%
+    of the last batch's time: a lone request on a fast model pays a small share, not 20 ms."""
+    waits = []
+
+    class Recording(threading.Condition):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return False  # nobody came
+
+    scheduler = accepting(bark, max_batch=8)
+    scheduler._lock = Recording()
+    scheduler.submit(["Alone."], voice, voice_key(voice), FAST, 1)
+    for last_batch in (0.2, 10.0):
+        scheduler._batch_seconds = last_batch
+        with scheduler._lock:
+            scheduler._gather()
+    assert waits == [pytest.approx(0.005), pytest.approx(0.02)]
 
 
 def test_a_cancelled_job_is_never_run_and_says_so(bark, voice):

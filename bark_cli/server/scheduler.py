@@ -1,17 +1,17 @@
 """One generation thread owns the model; requests wait in one queue and run in shared batches.
 
 A request is a Job: its text split into segments (as `bark say` splits it), one voice, one seed.
-The thread loads the model, then loops over batches, one stage (semantic, coarse, fine, decode:
-pipeline.BatchRun) at a time. A batch holds up to `max_batch` segments that share a voice and
-sampling options (what one `Bark.start_batch` call takes), chosen round by round: each waiting
-job's next segment, the jobs whose next segment is their first ahead of the others, then each
-job's following segment, and so on; a round that holds some job's first segment is the batch's last.
+The thread loads the model, then loops over batches, one step (a stage, or one pass of the fine
+stage: pipeline.BatchRun) at a time. A batch holds up to `max_batch` segments that share a voice
+and sampling options (what one `Bark.start_batch` call takes). The first segments waiting make a
+batch of their own, ahead of everything else; only when none waits do later segments run, round
+by round: each job's next segment, then each one's following segment, and so on.
 
-First audio is kept near one batch's time in two ways. A new request waits for no later segment:
-when it lands while a batch of later segments runs, a batch of the waiting first segments alone
-starts at that batch's next stage boundary and runs before it resumes. And a request whose client
-left is dropped: its segments not yet taken never run, and its rows leave a running batch at the
-next stage boundary (a batch all of whose rows are gone stops at its next decode step).
+So a new request's first audio waits for little more than its own segment: no later segment
+shares its batch, and a batch of later segments in progress pauses for it at its next step. And
+a request whose client left is dropped: its segments not yet taken never run, and its rows leave
+a running batch at the end of the stage under way (a batch none of whose rows is still wanted
+stops at its next step, or its next decode step inside a stage).
 
 Segment j of a job runs with the seed `seed + j` and the job's voice and sampling, exactly as
 `longform.stream` runs it for `bark say`; every item draws noise of its own, so a segment's audio
@@ -33,6 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import BarkError, GenerationError
+
+
+# The most of a batch's time that gathering may add to it (Scheduler._gather).
+GATHER_SHARE = 0.025
 
 
 class QueueFull(Exception):
@@ -215,7 +219,7 @@ class Scheduler:
                 if self._may_start():
                     self._gather()
                     if self._may_start():
-                        new = Batch(next(self._batches), self._take(cut_in=bool(self._running)))
+                        new = Batch(next(self._batches), self._take())
                         self._running.append(new)
                 if self._stopping:
                     return
@@ -241,37 +245,34 @@ class Scheduler:
                 and all(batch.run is not None and batch.run.next_stage != "decode" for batch in self._running))
 
     def _gather(self) -> None:
-        """Hold a batch that is not full while requests keep arriving, each within `batch_wait`
+        """Hold a batch that is not full while requests keep arriving, each within a short wait
         of the last (at most 4 waits): clients that send together then share one batch, where
-        the first to land would otherwise run alone and the others wait a whole batch for it."""
+        the first to land would otherwise run alone and the others wait a whole batch for it.
+        The wait is `batch_wait`, or 2.5% of the last batch's time where that is less: a lone
+        request never pays more than that share for the chance of company."""
+        wait = min(self.batch_wait, GATHER_SHARE * self._batch_seconds)
         for _ in range(4):
             rows = sum(len(job.texts) - job.next for job in self._jobs)
-            if self._stopping or rows >= self.max_batch or not self._lock.wait(self.batch_wait):
+            if self._stopping or rows >= self.max_batch or not self._lock.wait(wait):
                 return
 
-    def _take(self, cut_in: bool) -> list[tuple[Job, int]]:
-        """The next batch's rows, (job, segment index), by the rounds the module docstring tells;
-        a batch that cuts in beside a running one takes first segments only."""
-        ready = [job for job in self._jobs if job.next < len(job.texts) and not (cut_in and job.next)]
-        # First segments first, then arrival order: the lead row decides the batch's voice and sampling.
-        ready.sort(key=lambda job: (job.next > 0, job.number))
-        key = ready[0].key
-        fellows = [job for job in ready if job.key == key]
+    def _take(self) -> list[tuple[Job, int]]:
+        """The next batch's rows, (job, segment index), as the module docstring tells: the first
+        segments waiting, alone, or else the later segments round by round."""
+        ready = [job for job in self._jobs if job.next < len(job.texts)]
+        firsts = [job for job in ready if job.next == 0]
+        # The oldest job leads and decides the batch's voice and sampling.
+        pool = sorted(firsts or ready, key=lambda job: job.number)
+        fellows = [job for job in pool if job.key == pool[0].key]
         rows: list[tuple[Job, int]] = []
         while len(rows) < self.max_batch and fellows:
-            firsts = False
             for job in list(fellows):
                 if len(rows) == self.max_batch:
                     break
-                firsts = firsts or job.next == 0
                 rows.append((job, job.next))
                 job.next += 1
-                if job.next == len(job.texts):
+                if job.next == len(job.texts) or firsts:
                     fellows.remove(job)
-            if firsts:
-                # A round that starts some request ends the batch: its first audio then waits one
-                # round's time, not its own later segments' (`bark say` runs a first segment alone).
-                break
         return rows
 
     def _hook(self, batch: Batch) -> Callable[[str, int, int], None]:
