@@ -235,7 +235,7 @@ class Bark:
         run = self.start_batch(texts, voice=voice, seed=seed, seeds=seeds, sampling=sampling, truncate=truncate,
                                allow_early_stop=allow_early_stop, progress=progress)
         while not run.done:
-            run.step()
+            run.step(whole_stage=True)
         return run.results()
 
     def start_batch(self, texts: Sequence[str], *, voice: VoiceLike = None, seed: int | None = None,
@@ -365,8 +365,10 @@ class BatchRun:
             self.generators[name] = [values[k] for k in keep]
 
     @torch.inference_mode()
-    def step(self) -> str:
-        """Run the next stage (or fine pass) for the items still wanted; returns its stage's name."""
+    def step(self, whole_stage: bool = False) -> str:
+        """Run the next stage (or fine pass) for the items still wanted; returns its stage's name.
+        `whole_stage` runs the fine stage at once, as a caller with nothing to put between its
+        passes wants (no stage context and, on CUDA, no wait for the device per pass)."""
         name = self.STAGES[self.stage]
         bark, cfg, options = self.bark, self.bark.config, self.options
         stages = options.stages(cfg)
@@ -390,7 +392,7 @@ class BatchRun:
                     # Under offload the stage runs whole: the model leaves the device after it.
                     while True:
                         next(self._passes)
-                        if not bark.runtime.offload:
+                        if not (whole_stage or bark.runtime.offload):
                             return name
                 except StopIteration as end:
                     made = end.value

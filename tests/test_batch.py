@@ -124,6 +124,22 @@ def test_items_dropped_between_steps_leave_the_others_as_made_alone(bark, voice,
         np.testing.assert_array_equal(made[i].audio, one.audio)
 
 
+@pytest.mark.parametrize("whole_stage", [False, True], ids=["pass-by-pass", "whole"])
+def test_a_stage_run_in_pieces_is_timed_whole(bark, monkeypatch, whole_stage):
+    """Stage times add up over the fine stage's passes (a clock that ticks 1 s per reading: each
+    piece of a stage reads it twice, so lasts 1 s)."""
+    import bark_cli.pipeline as pipeline
+
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(pipeline, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: next(ticks))}))
+    run = bark.start_batch(["One."], seed=3, sampling=SamplingOptions(max_semantic_tokens=8, min_eos_p=0))
+    steps = []
+    while not run.done:
+        steps.append(run.step(whole_stage=whole_stage))
+    assert steps.count("fine") == (1 if whole_stage else 6)
+    assert run.seconds == {"semantic": 1, "coarse": 1, "fine": steps.count("fine"), "decode": 1}
+
+
 def test_fine_passes_of_two_runs_may_alternate(bark, voice):
     """Another run's stages between a run's fine passes change nothing: the fine stage keeps no
     state in the model."""
