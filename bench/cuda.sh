@@ -5,7 +5,8 @@
 #
 # It runs from the checkout without installing it (PYTHONPATH), in the Python it finds ($PYTHON,
 # else python3), which needs torch with CUDA, transformers (the comparison and the test oracle),
-# tokenizers, typer, rich, safetensors, huggingface_hub, soundfile and pytest. BARK_SHARED names
+# tokenizers, typer, rich, safetensors, huggingface_hub, soundfile, pytest, and for the server
+# fastapi, uvicorn, httpx and prometheus-client. BARK_SHARED names
 # the reference data the tests read (../shared beside a checkout; carry a copy to a machine the
 # checkout travels to alone). Every step runs even if one before it failed; the exit code is
 # the number of failed steps. A test step whose tests all skipped counts as failed: on a GPU
@@ -19,7 +20,9 @@
 # each; each decode step against its memory floor. bench/cuda_steps.py: kernels per graphed step
 # (a profiler trace of one replay), ms per step with its sampling, cold start (load and every
 # capture), and a voice-prompt run (coarse positions up to about 950). bench/stream.py: time to
-# first audio of a 10-segment text. Last, bench/cuda_report.py compares the figures with
+# first audio of a 10-segment text. bench/serve.py: `bark serve` with 16 concurrent clients
+# against the same requests one at a time, and 8 clients of 5-segment texts (time to first byte),
+# each against its in-process yardsticks. Last, bench/cuda_report.py compares the figures with
 # bench/cuda-baseline.json (the last recorded H200 figures) and fails where one regressed by
 # more than 25%; the run's figures land in $out/figures.json, to commit as the next baseline.
 set -u
@@ -119,6 +122,11 @@ report bark-small-fp16-graphs "$py" -m bark_cli bench --config bark-small --devi
 # time to first audio of a 10-segment text with graphs.
 step "$py" bench/cuda_steps.py --figures "$out/steps.figures.json"
 step "$py" bench/stream.py --size bark --device cuda --tokens 100 --batch-size 4 --figures "$out/stream.figures.json"
+# The server: 16 concurrent short requests, then 8 clients sending 5-segment texts.
+step "$py" bench/serve.py --size bark --device cuda --dtype float16 --clients 16 --tokens 100 --turns 3 \
+    --figures "$out/serve16.figures.json"
+step "$py" bench/serve.py --size bark --device cuda --dtype float16 --clients 8 --segments 5 --tokens 100 --turns 3 \
+    --figures "$out/serve8x5.figures.json"
 # Every figure against the baseline: fails where one regressed by more than 25%.
 step "$py" bench/cuda_report.py "$out" --baseline bench/cuda-baseline.json --write "$out/figures.json"
 echo "failed steps: $failed" | tee -a "$out/log.txt"

@@ -364,3 +364,24 @@ def test_fine_stage_script_runs_and_measures_against_float32():
     assert header.endswith(f"{6 * 385_875_968 / 1e9:.0f} GFLOP")
     assert f32.split()[0] == "float32" and "logits vs float32: max 0.000, mean 0.0000" in f32
     assert bf16.split()[0] == "bfloat16" and "of the bfloat16 GEMM peak" in bf16
+
+
+def test_serve_script_measures_the_requests_it_sends(tmp_path):
+    """bench/serve.py against a real server on the tiny model: every client's audio arrives (EOS
+    held off, so each segment is exactly --tokens semantic tokens long) and the figures agree."""
+    tokens, clients = 8, 2
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "serve.py"), "--size", "tiny", "--tokens", str(tokens),
+                             "--clients", str(clients), "--turns", "1", "--json", "--figures", str(tmp_path / "f.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    segment_audio_s = math.floor(tokens * 75 / 49.9) * 320 / 24_000
+    assert report["audio_s"] == pytest.approx(clients * segment_audio_s, abs=0.01)
+    ttfb = report["ttfb_s"]
+    assert len(ttfb) == clients and report["ttfb_p95_s"] == max(ttfb)  # nearest rank: of 2, the slower
+    assert len(report["alone_over_speak_turns"]) == 1
+    assert report["alone_over_speak"] == pytest.approx(report["one_request_alone_s"] / report["speak_s"], rel=0.01)
+    figures = json.loads((tmp_path / "f.json").read_text())["figures"]
+    assert figures[f"serve tiny {clients}x1 ttfb p95 s"] == report["ttfb_p95_s"]
+    assert figures[f"serve tiny {clients}x1 one request alone s"] == report["one_request_alone_s"]
+    assert all(value > 0 for value in figures.values())
