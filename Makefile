@@ -12,6 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
 	$(PY) -m pip install -q -e ".[test,ray]"  # ray: bark batch --ray and its tests
+	$(PY) -m pip install -q --no-deps "encodec==0.1.1"  # a test oracle; its torchaudio would pin another torch
 	touch $@
 
 install: $(VENV)/.installed
