@@ -270,3 +270,25 @@ def test_health_answers_503_while_the_model_loads(bark, fails):
     else:
         assert answer.status_code == 200
         assert answer.json()["status"] == "ok"
+
+
+def test_the_kv_buffer_is_sized_for_the_largest_batch_at_load(tiny_checkpoint):
+    """Under CUDA graphs each stage model keeps one KV buffer, and one that must grow drops every
+    step captured so far; the server sizes it for --max-batch once, as the model loads."""
+    from bark_cli import Bark
+    from bark_cli.config import DeviceOptions
+    from bark_cli.decoding import GraphCache
+
+    bark = Bark.load(tiny_checkpoint, DeviceOptions("cpu", "float32"))
+    bark.graphs = GraphCache()  # what a CUDA load with graphs holds; sizing a buffer needs no GPU
+
+    scheduler = Scheduler(lambda: bark, max_batch=5)
+    scheduler.start()
+    try:
+        assert scheduler.ready.wait(60) and scheduler.load_error is None
+        for model in (bark.weights.semantic, bark.weights.coarse):
+            buffers = bark.graphs.storage[model]
+            assert len(buffers) == len(model.layers)
+            assert all(buffer.shape[1] == 5 for buffer in buffers)
+    finally:
+        scheduler.stop(wait=5)

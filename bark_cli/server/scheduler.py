@@ -205,7 +205,11 @@ class Scheduler:
 
     def _run(self) -> None:
         try:
-            self.bark = self.load()
+            bark = self.load()
+            # Under CUDA graphs, one KV buffer for the largest batch from the start: batch sizes
+            # come and go, and a buffer that had to grow would drop every step captured so far.
+            bark.reserve_graphs(self.max_batch)
+            self.bark = bark
         except BaseException as exc:  # noqa: BLE001 - reported by /health and every request
             self.load_error = exc
             return
