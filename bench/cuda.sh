@@ -122,11 +122,12 @@ report bark-small-fp16-graphs "$py" -m bark_cli bench --config bark-small --devi
 # time to first audio of a 10-segment text with graphs.
 step "$py" bench/cuda_steps.py --figures "$out/steps.figures.json"
 step "$py" bench/stream.py --size bark --device cuda --tokens 100 --batch-size 4 --figures "$out/stream.figures.json"
-# The server: 16 concurrent short requests, then 8 clients sending 5-segment texts.
-step "$py" bench/serve.py --size bark --device cuda --dtype float16 --clients 16 --tokens 100 --turns 3 \
-    --figures "$out/serve16.figures.json"
-step "$py" bench/serve.py --size bark --device cuda --dtype float16 --clients 8 --segments 5 --tokens 100 --turns 3 \
-    --figures "$out/serve8x5.figures.json"
+# The server: 16 concurrent short requests, then 8 clients sending 5-segment texts (each bounded:
+# a server that hangs fails its step and leaves the run its time).
+step timeout 300 "$py" bench/serve.py --size bark --device cuda --dtype float16 --clients 16 --tokens 100 \
+    --turns 1 --figures "$out/serve16.figures.json"
+step timeout 300 "$py" bench/serve.py --size bark --device cuda --dtype float16 --clients 8 --segments 5 \
+    --tokens 100 --turns 1 --figures "$out/serve8x5.figures.json"
 # Every figure against the baseline: fails where one regressed by more than 25%.
 step "$py" bench/cuda_report.py "$out" --baseline bench/cuda-baseline.json --write "$out/figures.json"
 echo "failed steps: $failed" | tee -a "$out/log.txt"
