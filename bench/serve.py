@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -197,6 +198,8 @@ def main() -> None:
         return serve(options)
     text = " ".join([SEGMENT] * options.segments)
     texts = [text] * options.clients
+    # A SIGTERM (bench/cuda.sh's timeout) unwinds through the `finally` below, which stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{Path(__file__).name}: stopped by SIGTERM"))
     port_file = Path(tempfile.mkdtemp(prefix="bark-bench-serve-")) / "port"
     server = subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--serve", str(port_file)],
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
