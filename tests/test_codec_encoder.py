@@ -88,6 +88,7 @@ def import_encodec(monkeypatch):
     return pytest.importorskip("encodec", reason="the encodec package is not installed (make install adds it)")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")  # encodec's own
 def test_against_the_encodec_package(monkeypatch):
     encodec = import_encodec(monkeypatch)
     model = encodec.EncodecModel.encodec_model_24khz(pretrained=False).eval()
