@@ -292,3 +292,38 @@ def test_the_kv_buffer_is_sized_for_the_largest_batch_at_load(tiny_checkpoint):
             assert all(buffer.shape[1] == 5 for buffer in buffers)
     finally:
         scheduler.stop(wait=5)
+
+
+def test_a_max_batch_too_large_for_the_gpu_fails_the_load_in_one_line(tiny_checkpoint):
+    """The KV buffers are set aside at load, so a --max-batch whose caches the GPU cannot hold is
+    the load's error (what /health and `bark serve` report), naming the option to change."""
+    import torch
+
+    from bark_cli import Bark
+    from bark_cli.config import DeviceOptions
+    from bark_cli.decoding import GraphCache
+    from bark_cli.errors import DeviceError
+
+    class SmallGpu(GraphCache):
+        """A GPU with room for the caches of 4 rows: more is what CUDA raises when it runs out."""
+
+        def reserve(self, model, batch_size):
+            if batch_size > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+            super().reserve(model, batch_size)
+
+    for max_batch, fits in ((4, True), (16, False)):
+        bark = Bark.load(tiny_checkpoint, DeviceOptions("cpu", "float32"))
+        bark.graphs = SmallGpu()
+        scheduler = Scheduler(lambda: bark, max_batch=max_batch)
+        scheduler.start()
+        try:
+            assert scheduler.ready.wait(60)
+            if fits:
+                assert scheduler.load_error is None and scheduler.bark is bark
+            else:
+                assert isinstance(scheduler.load_error, DeviceError) and scheduler.bark is None
+                assert "batch of 16" in scheduler.load_error.message
+                assert "--max-batch" in scheduler.load_error.hint
+        finally:
+            scheduler.stop(wait=5)

@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import BarkError, GenerationError
+from ..errors import BarkError, DeviceError, GenerationError
 
 
 # The most of a batch's time that gathering may add to it (Scheduler._gather).
@@ -206,9 +206,7 @@ class Scheduler:
     def _run(self) -> None:
         try:
             bark = self.load()
-            # Under CUDA graphs, one KV buffer for the largest batch from the start: batch sizes
-            # come and go, and a buffer that had to grow would drop every step captured so far.
-            bark.reserve_graphs(self.max_batch)
+            self._reserve(bark)
             self.bark = bark
         except BaseException as exc:  # noqa: BLE001 - reported by /health and every request
             self.load_error = exc
@@ -233,6 +231,18 @@ class Scheduler:
                 self._begin(batch)
             else:
                 self._step(batch)
+
+    def _reserve(self, bark) -> None:
+        """Under CUDA graphs, one KV buffer for the largest batch from the start: batch sizes come
+        and go, and a buffer that had to grow would drop every step captured so far. So a
+        --max-batch too large for the GPU fails here, as the server starts, not under load."""
+        import torch
+
+        try:
+            bark.reserve_graphs(self.max_batch)
+        except torch.OutOfMemoryError:
+            raise DeviceError(f"the KV caches of a batch of {self.max_batch} do not fit in the GPU's memory "
+                              "beside the model", "use a smaller --max-batch, or --no-cuda-graphs") from None
 
     def _pending(self) -> bool:
         return any(job.next < len(job.texts) for job in self._jobs)
