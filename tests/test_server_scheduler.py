@@ -272,20 +272,28 @@ def test_health_answers_503_while_the_model_loads(bark, fails):
         assert answer.json()["status"] == "ok"
 
 
+def loaded(tiny_checkpoint, graphs, max_batch: int) -> tuple:
+    """A scheduler whose thread has loaded the tiny model with `graphs` as its GraphCache (what a
+    CUDA load with graphs holds; sizing its buffers needs no GPU), and that model."""
+    from bark_cli import Bark
+    from bark_cli.config import DeviceOptions
+
+    bark = Bark.load(tiny_checkpoint, DeviceOptions("cpu", "float32"))
+    bark.graphs = graphs
+    scheduler = Scheduler(lambda: bark, max_batch=max_batch)
+    scheduler.start()
+    assert scheduler.ready.wait(60)
+    return scheduler, bark
+
+
 def test_the_kv_buffer_is_sized_for_the_largest_batch_at_load(tiny_checkpoint):
     """Under CUDA graphs each stage model keeps one KV buffer, and one that must grow drops every
     step captured so far; the server sizes it for --max-batch once, as the model loads."""
-    from bark_cli import Bark
-    from bark_cli.config import DeviceOptions
     from bark_cli.decoding import GraphCache
 
-    bark = Bark.load(tiny_checkpoint, DeviceOptions("cpu", "float32"))
-    bark.graphs = GraphCache()  # what a CUDA load with graphs holds; sizing a buffer needs no GPU
-
-    scheduler = Scheduler(lambda: bark, max_batch=5)
-    scheduler.start()
+    scheduler, bark = loaded(tiny_checkpoint, GraphCache(), max_batch=5)
     try:
-        assert scheduler.ready.wait(60) and scheduler.load_error is None
+        assert scheduler.load_error is None
         for model in (bark.weights.semantic, bark.weights.coarse):
             buffers = bark.graphs.storage[model]
             assert len(buffers) == len(model.layers)
@@ -299,8 +307,6 @@ def test_a_max_batch_too_large_for_the_gpu_fails_the_load_in_one_line(tiny_check
     the load's error (what /health and `bark serve` report), naming the option to change."""
     import torch
 
-    from bark_cli import Bark
-    from bark_cli.config import DeviceOptions
     from bark_cli.decoding import GraphCache
     from bark_cli.errors import DeviceError
 
@@ -313,12 +319,8 @@ def test_a_max_batch_too_large_for_the_gpu_fails_the_load_in_one_line(tiny_check
             super().reserve(model, batch_size)
 
     for max_batch, fits in ((4, True), (16, False)):
-        bark = Bark.load(tiny_checkpoint, DeviceOptions("cpu", "float32"))
-        bark.graphs = SmallGpu()
-        scheduler = Scheduler(lambda: bark, max_batch=max_batch)
-        scheduler.start()
+        scheduler, bark = loaded(tiny_checkpoint, SmallGpu(), max_batch)
         try:
-            assert scheduler.ready.wait(60)
             if fits:
                 assert scheduler.load_error is None and scheduler.bark is bark
             else:
